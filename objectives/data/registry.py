@@ -1,0 +1,165 @@
+"""The dataset registry: names, loaders, fixed split seeds and the options every loader takes."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from objectives.data.base import Split, TextDataset
+from objectives.data.splits import split_off, subset
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """What a loader returns before validation splitting and subsetting."""
+
+    class_names: tuple[str, ...]
+    multilabel: bool
+    train: Split
+    test: Split
+    val: Split | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset.
+
+    Attributes:
+        name: registry name used in study files (``data.name``).
+        loader: ``loader(**loader_options) -> RawDataset``.
+        description: one line for ``losstune data list``.
+        source: where the files come from (package and version).
+        split_seed: fixed seed of the validation split and of subsets; never a trial seed.
+        val_fraction: share of the official training split held out for validation when the
+            source has no validation split.
+        derived: True for tasks built by us from real labels (named as derived everywhere).
+        loader_options: option names the loader itself accepts (e.g. a file path).
+    """
+
+    name: str
+    loader: Callable[..., RawDataset]
+    description: str
+    source: str
+    multilabel: bool = False
+    split_seed: int = 20211125
+    val_fraction: float = 0.1
+    derived: bool = False
+    loader_options: tuple[str, ...] = ()
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+DATASETS: dict[str, DatasetInfo] = {}
+
+#: Options every dataset accepts besides its loader's own.
+COMMON_OPTIONS = ("limit", "val_fraction")
+
+
+def register_dataset(info: DatasetInfo, *, overwrite: bool = False) -> None:
+    """Add a dataset to the registry (plugins call this too)."""
+    if not info.name or not info.name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"dataset name must be a non-empty identifier, but got {info.name!r}")
+    if info.name in DATASETS and not overwrite and DATASETS[info.name] is not info:
+        raise ValueError(f"dataset {info.name!r} is already registered")
+    DATASETS[info.name] = info
+
+
+def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown {kind} {name!r}; expected one of {sorted(valid)}.{hint}"
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    from objectives.plugins import load_entry_point_plugins
+
+    load_entry_point_plugins()
+    if name not in DATASETS:
+        raise KeyError(unknown_name_message("dataset", name, list(DATASETS)))
+    return DATASETS[name]
+
+
+def _limits(value: Any) -> dict[str, int | None]:
+    if value is None:
+        return {"train": None, "val": None, "test": None}
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"train": value, "val": value, "test": value}
+    if isinstance(value, Mapping):
+        bad = set(value) - {"train", "val", "test"}
+        if bad:
+            raise ValueError(
+                f"data.options.limit has unknown split(s) {sorted(bad)}; "
+                "expected some of ['train', 'val', 'test']"
+            )
+        out: dict[str, int | None] = {"train": None, "val": None, "test": None}
+        for key, n in value.items():
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ValueError(f"data.options.limit.{key} must be a positive integer, got {n!r}")
+            out[key] = n
+        return out
+    raise ValueError(
+        f"data.options.limit must be an integer or a mapping of split to integer, got {value!r}"
+    )
+
+
+_cache: dict[str, TextDataset] = {}
+_cache_lock = threading.Lock()
+
+
+def check_dataset_options(name: str, options: Mapping[str, Any]) -> None:
+    """Reject option names the dataset does not take, listing those it does."""
+    info = get_dataset_info(name)
+    valid = set(COMMON_OPTIONS) | set(info.loader_options)
+    bad = sorted(set(options) - valid)
+    if bad:
+        raise ValueError(
+            f"dataset {name!r} does not take option(s) {bad}; valid options: {sorted(valid)}"
+        )
+    _limits(options.get("limit"))
+    frac = options.get("val_fraction", info.val_fraction)
+    if not isinstance(frac, (int, float)) or not 0 < frac < 1:
+        raise ValueError(f"data.options.val_fraction must lie in (0, 1), got {frac!r}")
+
+
+def load_dataset(name: str, options: Mapping[str, Any] | None = None) -> TextDataset:
+    """Load a registered dataset with fixed splits; memoised per process.
+
+    Options:
+        limit: an int or ``{train: n, val: n, test: n}``; a stratified subset per split, drawn
+            with the dataset's fixed split seed.
+        val_fraction: share of the training split held out for validation (sources without a
+            validation split only).
+        anything the loader itself takes (file paths for user data).
+    """
+    options = dict(options or {})
+    check_dataset_options(name, options)
+    key = json.dumps([name, options], sort_keys=True, default=str)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    info = get_dataset_info(name)
+    loader_kwargs = {k: v for k, v in options.items() if k in info.loader_options}
+    raw = info.loader(**loader_kwargs)
+    val_fraction = float(options.get("val_fraction", info.val_fraction))
+    train, val = raw.train, raw.val
+    if val is None:
+        train, val = split_off(train, val_fraction, info.split_seed)
+    limits = _limits(options.get("limit"))
+    dataset = TextDataset(
+        name=name,
+        class_names=raw.class_names,
+        multilabel=raw.multilabel,
+        train=subset(train, limits["train"], info.split_seed),
+        val=subset(val, limits["val"], info.split_seed + 1),
+        test=subset(raw.test, limits["test"], info.split_seed + 2),
+        description=info.description,
+        derived=info.derived,
+        notes=raw.notes,
+    )
+    with _cache_lock:
+        _cache[key] = dataset
+    return dataset

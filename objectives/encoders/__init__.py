@@ -1,0 +1,30 @@
+"""Text encoders and the cached features they produce."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from objectives.data.registry import unknown_name_message
+from objectives.encoders.base import TextEncoder
+from objectives.encoders.hashing import HashingEncoder
+from objectives.encoders.minilm import MiniLMEncoder
+
+ENCODERS: dict[str, type[TextEncoder]] = {
+    "minilm": MiniLMEncoder,
+    "hashing": HashingEncoder,
+}
+
+
+def get_encoder_class(name: str) -> type[TextEncoder]:
+    if name not in ENCODERS:
+        raise KeyError(unknown_name_message("encoder", name, list(ENCODERS)))
+    return ENCODERS[name]
+
+
+def build_encoder(
+    name: str, *, max_length: int = 128, device: str = "cpu", **options: Any
+) -> TextEncoder:
+    return get_encoder_class(name)(max_length=max_length, device=device, **options)
+
+
+__all__ = ["ENCODERS", "HashingEncoder", "MiniLMEncoder", "TextEncoder", "build_encoder"]

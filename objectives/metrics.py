@@ -1,0 +1,150 @@
+"""Classification metrics and prediction rules.
+
+Prediction rules (recorded with every metric): ``argmax`` for single-label data, whatever the
+loss (a sigmoid-trained head still predicts its top class); ``threshold`` for multi-label data
+(``sigmoid(z) > t``, 0.5 by default, optionally tuned per class on validation); ``centroid``
+(nearest class centroid of training embeddings) for metric-learning studies.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score
+
+#: metric name -> direction. ``loss`` is the validation loss.
+METRICS: dict[str, str] = {
+    "accuracy": "maximize",
+    "micro_f1": "maximize",
+    "macro_f1": "maximize",
+    "weighted_f1": "maximize",
+    "head_micro_f1": "maximize",
+    "head_macro_f1": "maximize",
+    "medium_micro_f1": "maximize",
+    "medium_macro_f1": "maximize",
+    "tail_micro_f1": "maximize",
+    "tail_macro_f1": "maximize",
+    "loss": "minimize",
+    "train_seconds": "minimize",
+}
+
+GROUPS = ("head", "medium", "tail")
+
+
+def metric_direction(name: str) -> str:
+    if name not in METRICS:
+        raise KeyError(f"Unknown metric {name!r}; expected one of {sorted(METRICS)}.")
+    return METRICS[name]
+
+
+@dataclass(frozen=True)
+class ClassGroups:
+    """Head / medium / tail classes by training frequency (Huang et al.: >=35, 9-34, <=8)."""
+
+    head_min: int = 35
+    tail_max: int = 8
+
+    def assign(self, train_counts: np.ndarray) -> dict[str, np.ndarray]:
+        counts = np.asarray(train_counts)
+        return {
+            "head": np.flatnonzero(counts >= self.head_min),
+            "medium": np.flatnonzero((counts > self.tail_max) & (counts < self.head_min)),
+            "tail": np.flatnonzero(counts <= self.tail_max),
+        }
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def predict(
+    scores: np.ndarray,
+    *,
+    multilabel: bool,
+    rule: str,
+    threshold: float | np.ndarray = 0.5,
+) -> np.ndarray:
+    """Turn ``(n, C)`` scores (logits, or negative distances for ``centroid``) into predictions.
+
+    Returns class indices ``(n,)`` for single-label data, a multi-hot ``(n, C)`` matrix otherwise.
+    """
+    if rule in ("argmax", "centroid"):
+        top = scores.argmax(axis=1)
+        if not multilabel:
+            return top
+        out = np.zeros_like(scores, dtype=np.uint8)
+        out[np.arange(len(top)), top] = 1
+        return out
+    if rule == "threshold":
+        hot = (sigmoid(scores) > threshold).astype(np.uint8)
+        if not multilabel:
+            # Single-label data scored by a threshold: a row with no positive becomes "no class",
+            # encoded as -1 (counts as wrong); several positives keep the highest score.
+            masked = np.where(hot > 0, scores, -np.inf)
+            top = masked.argmax(axis=1)
+            top[hot.sum(axis=1) == 0] = -1
+            return top
+        return hot
+    raise ValueError(f"Unknown prediction rule {rule!r}; expected argmax, threshold or centroid.")
+
+
+def tune_thresholds(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Per-class thresholds in {0.05, ..., 0.95} that maximise each class's validation F1."""
+    grid = np.linspace(0.05, 0.95, 19)
+    probs = sigmoid(scores)
+    best = np.full(scores.shape[1], 0.5)
+    for c in range(scores.shape[1]):
+        if targets[:, c].sum() == 0:
+            continue
+        f1s = [f1_score(targets[:, c], probs[:, c] > t, zero_division=0) for t in grid]
+        best[c] = grid[int(np.argmax(f1s))]
+    return best
+
+
+def classification_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    num_classes: int,
+    multilabel: bool,
+    groups: dict[str, np.ndarray] | None = None,
+) -> dict[str, float | list[float]]:
+    """Accuracy (subset accuracy for multi-label), micro/macro/weighted F1, per-class F1 and,
+    when ``groups`` is given, head/medium/tail micro and macro F1. ``zero_division=0``."""
+    labels = list(range(num_classes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if multilabel:
+            t, p = y_true.astype(np.uint8), y_pred.astype(np.uint8)
+            out: dict[str, float | list[float]] = {"accuracy": float(accuracy_score(t, p))}
+        else:
+            t, p = _one_hot(y_true, num_classes), _one_hot(y_pred, num_classes)
+            out = {"accuracy": float(np.mean(y_true == y_pred))}
+        for avg in ("micro", "macro", "weighted"):
+            out[f"{avg}_f1"] = float(f1_score(t, p, average=avg, zero_division=0))
+        per_class = f1_score(t, p, average=None, labels=labels, zero_division=0)
+        out["per_class_f1"] = [float(v) for v in per_class]
+        if groups is not None:
+            for name in GROUPS:
+                idx = groups.get(name, np.arange(0))
+                if len(idx) == 0:
+                    continue
+                out[f"{name}_micro_f1"] = float(
+                    f1_score(t[:, idx], p[:, idx], average="micro", zero_division=0)
+                )
+                out[f"{name}_macro_f1"] = float(np.mean(per_class[idx]))
+    return out
+
+
+def _one_hot(index: np.ndarray, num_classes: int) -> np.ndarray:
+    out = np.zeros((len(index), num_classes), dtype=np.uint8)
+    valid = index >= 0
+    out[np.flatnonzero(valid), index[valid]] = 1
+    return out
+
+
+def scalar_metrics(metrics: dict[str, float | list[float]]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if not isinstance(v, Sequence)}

@@ -1,0 +1,79 @@
+"""Trainable heads on cached sentence embeddings."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import nn
+
+from objectives._checks import check
+from objectives.models.outputs import ModelOutputs
+
+
+class BaseHead(nn.Module):
+    """A trainable model on top of cached encoder outputs.
+
+    Class attributes:
+        name: registry name (``model.head`` in study files).
+        input: which cached encoder output it reads: ``"embeddings"`` (pooled, ``(B, D)``) or
+            ``"token_states"`` (``(B, L, D)`` plus a mask).
+        provides: the :class:`ModelOutputs` fields it fills.
+
+    Constructors take the context arguments ``in_dim`` and ``num_classes`` plus typed
+    keyword-only knobs (searchable as ``model.<knob>``).
+    """
+
+    name: ClassVar[str] = ""
+    input: ClassVar[Literal["embeddings", "token_states"]] = "embeddings"
+    provides: ClassVar[frozenset[str]] = frozenset({"logits", "embeddings"})
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:  # pragma: no cover
+        raise NotImplementedError
+
+
+class LinearHead(BaseHead):
+    """A linear classifier ``z = W x + b`` with optional input dropout; embeddings are ``x``."""
+
+    name = "linear"
+
+    def __init__(self, *, in_dim: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        check(0 <= dropout < 1, "0 <= dropout < 1", dropout=dropout)
+        self.dropout = dropout
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(in_dim, num_classes)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:
+        x = inputs["embeddings"]
+        return ModelOutputs(logits=self.classifier(self.drop(x)), embeddings=x)
+
+
+class MLPHead(BaseHead):
+    """One hidden layer: ``z = W2 dropout(act(W1 x))``; embeddings are the hidden activations."""
+
+    name = "mlp"
+
+    def __init__(
+        self,
+        *,
+        in_dim: int,
+        num_classes: int,
+        hidden: int = 256,
+        dropout: float = 0.1,
+        activation: Literal["relu", "gelu", "tanh"] = "relu",
+    ) -> None:
+        super().__init__()
+        check(hidden >= 1, "hidden >= 1", hidden=hidden)
+        check(0 <= dropout < 1, "0 <= dropout < 1", dropout=dropout)
+        acts = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+        if activation not in acts:
+            raise ValueError(f"activation must be one of {sorted(acts)}, but got {activation!r}")
+        self.hidden, self.dropout, self.activation = hidden, dropout, activation
+        self.body = nn.Sequential(nn.Linear(in_dim, hidden), acts[activation]())
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:
+        h = self.body(inputs["embeddings"])
+        return ModelOutputs(logits=self.classifier(self.drop(h)), embeddings=h)

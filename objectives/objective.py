@@ -1,0 +1,108 @@
+"""The Optuna objective: sample a config, train it, record what the dashboard should show.
+
+This is the only module of :mod:`objectives` that knows Optuna. The search space is passed in
+(anything with ``sample(trial) -> values`` and ``to_config(values, template) -> TrialConfig``),
+so the objective itself never calls ``trial.suggest_*``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import optuna
+
+from objectives.config import TrialConfig
+from objectives.training import NonFiniteLossError, TrialPrunedSignal, TrialResult, run_trial
+
+
+class SpaceLike(Protocol):
+    def sample(self, trial: Any) -> dict[str, Any]: ...
+
+    def to_config(self, values: Mapping[str, Any], template: Mapping[str, Any]) -> TrialConfig: ...
+
+
+class OptunaReporter:
+    """Adapts an Optuna trial to :class:`objectives.training.Reporter`."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(value, step)
+
+    def should_prune(self) -> bool:
+        return self.trial.should_prune()
+
+
+def result_attributes(result: TrialResult) -> dict[str, Any]:
+    """User attributes of a trial (conventions §2): scalars, plus ``curve.*`` lists."""
+    attrs: dict[str, Any] = {}
+    for name, value in result.val.items():
+        attrs[f"metric.val.{name}"] = _finite(value)
+    for name, value in result.test.items():
+        attrs[f"metric.test.{name}"] = _finite(value)
+    for name, value in result.terms.items():
+        attrs[f"term.{name}"] = _finite(value)
+    for name, values in result.curves.items():
+        attrs[f"curve.{name}"] = [_finite(v) for v in values]
+    attrs["best_epoch"] = result.best_epoch
+    attrs["epochs_run"] = result.epochs_run
+    attrs["prediction_rule"] = result.prediction_rule
+    attrs["train_seconds"] = round(result.train_seconds, 4)
+    attrs["device"] = result.device
+    return attrs
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def config_attribute(config: TrialConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")
+
+
+class Objective:
+    """``objective(trial)``: sample, train with per-epoch pruning, store attributes, return.
+
+    Args:
+        space: the compiled search space.
+        template: the study's fixed settings (data, encoder, train settings, eval).
+        multi_objective: return all metric values and never prune (Optuna cannot prune
+            multi-objective trials).
+    """
+
+    def __init__(
+        self, space: SpaceLike, template: Mapping[str, Any], *, multi_objective: bool = False
+    ) -> None:
+        self.space = space
+        self.template = dict(template)
+        self.multi_objective = multi_objective
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        values = self.space.sample(trial)
+        config = self.space.to_config(values, self.template)
+        trial.set_user_attr("config", config_attribute(config))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        reporter = None if self.multi_objective else OptunaReporter(trial)
+        try:
+            result = run_trial(config, reporter=reporter)
+        except TrialPrunedSignal as signal:
+            for key, value in result_attributes(signal.result).items():
+                trial.set_user_attr(key, value)
+            raise optuna.TrialPruned(f"pruned at epoch {signal.epoch}") from None
+        except NonFiniteLossError as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+            raise
+        for key, value in result_attributes(result).items():
+            trial.set_user_attr(key, value)
+        if self.multi_objective:
+            return [float(v) for v in result.values]
+        return float(result.value)

@@ -1,0 +1,478 @@
+"""Train and evaluate one configuration: the function every trial, replay and confirmation runs.
+
+:func:`run_trial` takes a plain :class:`~objectives.config.TrialConfig` and an optional
+:class:`Reporter` (an Optuna trial adapter, or nothing for a replay). It never samples
+parameters. Each epoch it trains on the training split, evaluates the validation split, reports
+the objective metric and asks whether to stop; the epoch with the best validation value is kept,
+and the test split is evaluated once, with the kept weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from objectives.config import TrialConfig
+from objectives.data import TextDataset, load_dataset
+from objectives.features import encoder_outputs
+from objectives.losses import Batch, WeightedSum, build_loss, get_loss_class, term_names
+from objectives.metrics import (
+    ClassGroups,
+    classification_metrics,
+    metric_direction,
+    predict,
+    scalar_metrics,
+    tune_thresholds,
+)
+from objectives.models import build_model, get_model_class
+from objectives.models.heads import BaseHead
+
+logger = logging.getLogger(__name__)
+
+
+class Reporter(Protocol):
+    """Where per-epoch validation values go (an Optuna trial, in a study)."""
+
+    def report(self, value: float, step: int) -> None: ...
+
+    def should_prune(self) -> bool: ...
+
+
+class TrialPrunedSignal(Exception):
+    """The reporter asked to stop; carries the result so far (its attributes are still stored)."""
+
+    def __init__(self, epoch: int, result: TrialResult) -> None:
+        super().__init__(f"pruned after epoch {epoch}")
+        self.epoch = epoch
+        self.result = result
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the trial fails with this reason."""
+
+
+class ConfigurationError(ValueError):
+    """The trial configuration cannot be built (e.g. a loss needs an output the head lacks)."""
+
+
+@dataclass
+class TrialResult:
+    """What one training run produced.
+
+    ``value`` is the objective metric on the validation split at ``best_epoch`` (the kept epoch);
+    ``test`` holds test metrics at that same epoch; ``curves`` holds per-epoch lists.
+    """
+
+    value: float
+    values: list[float]
+    metric_names: list[str]
+    best_epoch: int
+    epochs_run: int
+    val: dict[str, float]
+    test: dict[str, float]
+    val_per_class_f1: list[float]
+    test_per_class_f1: list[float]
+    terms: dict[str, float]
+    curves: dict[str, list[float]]
+    prediction_rule: str
+    train_seconds: float
+    device: str
+    state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+
+@dataclass
+class PreparedData:
+    """A dataset with its encoder outputs as tensors, ready for any head and loss."""
+
+    dataset: TextDataset
+    inputs: dict[str, dict[str, torch.Tensor]]
+    y: dict[str, torch.Tensor | None]
+    y_multi: dict[str, torch.Tensor]
+    class_counts: np.ndarray
+    in_dim: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.dataset.train)
+
+
+_prepared: dict[str, PreparedData] = {}
+_prepared_lock = threading.Lock()
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigurationError(
+            f"train.device is {device!r} but no CUDA device is available here; "
+            "use 'cpu' or 'auto'."
+        )
+    return torch.device(device)
+
+
+def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> PreparedData:
+    """Load the dataset and its cached encoder outputs (memoised per process)."""
+    key = config.data.model_dump_json() + config.encoder.model_dump_json() + head_input
+    with _prepared_lock:
+        if key in _prepared:
+            return _prepared[key]
+    dataset = load_dataset(config.data.name, config.data.options)
+    inputs: dict[str, dict[str, torch.Tensor]] = {}
+    in_dim = 0
+    for split in ("train", "val", "test"):
+        arrays = encoder_outputs(dataset, split, config.encoder, kind=head_input)
+        inputs[split] = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+        in_dim = int(next(iter(arrays.values())).shape[-1])
+    y: dict[str, torch.Tensor | None] = {}
+    y_multi: dict[str, torch.Tensor] = {}
+    for split in ("train", "val", "test"):
+        labels = dataset.split(split).labels
+        y[split] = None if dataset.multilabel else torch.from_numpy(labels.astype(np.int64))
+        y_multi[split] = torch.from_numpy(dataset.multi_hot(split))
+    prepared = PreparedData(
+        dataset=dataset,
+        inputs=inputs,
+        y=y,
+        y_multi=y_multi,
+        class_counts=dataset.class_counts("train"),
+        in_dim=in_dim,
+    )
+    with _prepared_lock:
+        _prepared[key] = prepared
+    return prepared
+
+
+def check_compatibility(config: TrialConfig, multilabel: bool) -> None:
+    """Fail early when a loss needs an output the head does not make, or single-label data."""
+    head_cls = get_model_class(config.model.head)
+    for term in config.loss.terms:
+        loss_cls = get_loss_class(term.name)
+        missing = sorted(loss_cls.requires - head_cls.provides)
+        if missing:
+            raise ConfigurationError(
+                f"loss {term.name!r} needs model output(s) {missing}; model head "
+                f"{config.model.head!r} provides {sorted(head_cls.provides)}"
+            )
+        if loss_cls.single_label_only and multilabel:
+            raise ConfigurationError(
+                f"loss {term.name!r} needs single-label data, but dataset "
+                f"{config.data.name!r} is multi-label; use bce, focal, db or another sigmoid loss"
+            )
+    if config.eval.rule == "centroid" and "embeddings" not in head_cls.provides:
+        raise ConfigurationError(
+            f"eval.rule 'centroid' needs embeddings; model head {config.model.head!r} "
+            f"provides {sorted(head_cls.provides)}"
+        )
+
+
+def build_objective_parts(
+    config: TrialConfig, data: PreparedData
+) -> tuple[BaseHead, WeightedSum]:
+    check_compatibility(config, data.dataset.multilabel)
+    context = {
+        "in_dim": data.in_dim,
+        "num_classes": data.dataset.num_classes,
+    }
+    model = build_model(config.model.head, config.model.params, context)
+    embedding_dim = getattr(model, "embedding_dim", None)
+    if embedding_dim is None:
+        embedding_dim = data.in_dim
+    loss_context = {
+        "num_classes": data.dataset.num_classes,
+        "class_counts": torch.as_tensor(data.class_counts, dtype=torch.float32),
+        "num_train": data.num_train,
+        "embedding_dim": int(embedding_dim),
+    }
+    losses = [build_loss(t.name, t.params, loss_context) for t in config.loss.terms]
+    weights: dict[str, float] = {}
+    for term, loss in zip(config.loss.terms, losses, strict=True):
+        for name in term_names(loss):
+            sub = name.split(".", 1)[1] if "." in name else None
+            weights[name] = term.weight * (term.sub_weights.get(sub, 1.0) if sub else 1.0)
+    return model, WeightedSum(losses, weights)
+
+
+def _make_optimizer(
+    config: TrialConfig, params: list[torch.nn.Parameter]
+) -> torch.optim.Optimizer:
+    t = config.train
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.SGD(params, lr=t.lr, weight_decay=t.weight_decay, momentum=0.9)
+
+
+def _batch_inputs(
+    inputs: dict[str, torch.Tensor], idx: torch.Tensor, device: torch.device
+) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in inputs.items():
+        part = v[idx]
+        if part.dtype == torch.float16:
+            part = part.float()
+        out[k] = part.to(device)
+    return out
+
+
+@torch.no_grad()
+def _outputs_for(
+    model: BaseHead,
+    inputs: dict[str, torch.Tensor],
+    device: torch.device,
+    batch_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits and embeddings (if any) of a whole split, in eval mode."""
+    model.eval()
+    n = len(next(iter(inputs.values())))
+    logits, embeds = [], []
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(n, start + batch_size))
+        out = model(_batch_inputs(inputs, idx, device))
+        logits.append(out.logits.float().cpu())
+        if out.embeddings is not None:
+            embeds.append(out.embeddings.float().cpu())
+    emb = torch.cat(embeds).numpy() if embeds else None
+    return torch.cat(logits).numpy(), emb
+
+
+def _centroid_scores(
+    train_emb: np.ndarray, train_multi: np.ndarray, emb: np.ndarray
+) -> np.ndarray:
+    counts = np.maximum(train_multi.sum(axis=0), 1)
+    centroids = (train_multi.T @ train_emb) / counts[:, None]
+    d2 = ((emb[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=-1)
+    return -d2
+
+
+class _Evaluator:
+    """Scores a split with the rule the task and config call for."""
+
+    def __init__(self, config: TrialConfig, data: PreparedData, device: torch.device) -> None:
+        self.config = config
+        self.data = data
+        self.device = device
+        multilabel = data.dataset.multilabel
+        rule = config.eval.rule
+        if rule == "auto":
+            rule = "threshold" if multilabel else "argmax"
+        self.rule = rule
+        self.multilabel = multilabel
+        groups_cfg = config.eval.class_groups
+        self.groups = ClassGroups(*(groups_cfg or (35, 8))).assign(data.class_counts)
+        self.thresholds: np.ndarray | float = config.eval.threshold
+
+    def scores(self, model: BaseHead, split: str) -> np.ndarray:
+        logits, emb = _outputs_for(model, self.data.inputs[split], self.device)
+        if self.rule != "centroid":
+            return logits
+        train_logits, train_emb = _outputs_for(model, self.data.inputs["train"], self.device)
+        assert emb is not None and train_emb is not None
+        return _centroid_scores(train_emb, self.data.y_multi["train"].numpy(), emb)
+
+    def metrics(
+        self, model: BaseHead, split: str, *, tune: bool = False
+    ) -> dict[str, float | list[float]]:
+        scores = self.scores(model, split)
+        if tune and self.rule == "threshold" and self.config.eval.tune_threshold:
+            self.thresholds = tune_thresholds(scores, self.data.y_multi[split].numpy())
+        pred = predict(scores, multilabel=self.multilabel, rule=self.rule,
+                       threshold=self.thresholds)
+        truth = self.data.dataset.split(split).labels
+        return classification_metrics(
+            truth,
+            pred,
+            num_classes=self.data.dataset.num_classes,
+            multilabel=self.multilabel,
+            groups=self.groups,
+        )
+
+
+def _is_better(value: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    return value > best if direction == "maximize" else value < best
+
+
+def run_trial(
+    config: TrialConfig,
+    *,
+    reporter: Reporter | None = None,
+    data: PreparedData | None = None,
+    keep_state: bool = False,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrialResult:
+    """Train ``config`` and return its validation value and test metrics at the kept epoch.
+
+    Raises:
+        TrialPrunedSignal: the reporter asked to stop (the partial result is attached).
+        NonFiniteLossError: the loss became NaN or infinite.
+        ConfigurationError: the configuration cannot be built.
+    """
+    head_cls = get_model_class(config.model.head)
+    if data is None:
+        data = prepare_data(config, head_input=head_cls.input)
+    device = resolve_device(config.train.device)
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.train.seed)
+    np.random.seed(config.train.seed % (2**32))
+    model, criterion = build_objective_parts(config, data)
+    model.to(device)
+    criterion.to(device)
+    params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
+    optimizer = _make_optimizer(config, params)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    evaluator = _Evaluator(config, data, device)
+
+    metric_names = [config.eval.metric, *config.eval.metrics]
+    for name in metric_names:
+        metric_direction(name)
+    direction = metric_direction(config.eval.metric)
+
+    train_inputs = data.inputs["train"]
+    y_train, y_multi_train = data.y["train"], data.y_multi["train"]
+    n_train = len(y_multi_train)
+    epochs = config.train.epochs
+    curves: dict[str, list[float]] = {"train_loss": []}
+    for name in metric_names:
+        curves[f"val_{name}"] = []
+    best_value: float | None = None
+    best_epoch = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    best_val: dict[str, float | list[float]] = {}
+    best_values: list[float] = []
+    last_terms: dict[str, float] = {}
+    since_best = 0
+    started = time.perf_counter()
+    epochs_run = 0
+
+    def snapshot_result(epoch_count: int) -> TrialResult:
+        return TrialResult(
+            value=float(best_value) if best_value is not None else math.nan,
+            values=list(best_values),
+            metric_names=metric_names,
+            best_epoch=best_epoch,
+            epochs_run=epoch_count,
+            val=scalar_metrics(best_val) if best_val else {},
+            test={},
+            val_per_class_f1=list(best_val.get("per_class_f1", [])) if best_val else [],
+            test_per_class_f1=[],
+            terms=dict(last_terms),
+            curves={k: list(v) for k, v in curves.items()},
+            prediction_rule=evaluator.rule,
+            train_seconds=time.perf_counter() - started,
+            device=str(device),
+        )
+
+    for epoch in range(epochs):
+        criterion.on_epoch_start(epoch, epochs)
+        model.train()
+        order = torch.randperm(n_train, generator=generator)
+        sums: dict[str, float] = {}
+        total_sum, n_batches = 0.0, 0
+        for start in range(0, n_train, config.train.batch_size):
+            idx = order[start : start + config.train.batch_size]
+            batch = Batch(
+                index=idx.to(device),
+                y=None if y_train is None else y_train[idx].to(device),
+                y_multi=y_multi_train[idx].to(device),
+                epoch=epoch,
+                num_epochs=epochs,
+            )
+            outputs = model(_batch_inputs(train_inputs, idx, device))
+            total, terms = criterion(outputs, batch)
+            if not torch.isfinite(total):
+                shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                raise NonFiniteLossError(
+                    f"training loss became {float(total)} at epoch {epoch}, batch "
+                    f"{start // config.train.batch_size} (terms: {shown}); lower train.lr or "
+                    "check the loss knobs"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if config.train.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
+            optimizer.step()
+            total_sum += float(total.detach())
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            n_batches += 1
+        epochs_run = epoch + 1
+        curves["train_loss"].append(total_sum / max(n_batches, 1))
+        last_terms = {k: v / max(n_batches, 1) for k, v in sums.items()}
+        for k, v in last_terms.items():
+            curves.setdefault(f"term_{k}", []).append(v)
+
+        val_metrics = evaluator.metrics(model, "val", tune=True)
+        if "loss" in metric_names:
+            val_metrics["loss"] = _split_loss(model, criterion, data, "val", device)
+        val_metrics["train_seconds"] = time.perf_counter() - started
+        values = [float(val_metrics[name]) for name in metric_names]  # type: ignore[arg-type]
+        for name, v in zip(metric_names, values, strict=True):
+            curves[f"val_{name}"].append(v)
+        value = values[0]
+        if _is_better(value, best_value, direction):
+            best_value, best_epoch, best_values = value, epoch, values
+            best_val = val_metrics
+            best_state = copy.deepcopy(model.state_dict())
+            best_thresholds = copy.deepcopy(evaluator.thresholds)
+            since_best = 0
+        else:
+            since_best += 1
+        if on_epoch is not None:
+            on_epoch(epoch, {"value": value, "train_loss": curves["train_loss"][-1]})
+        if reporter is not None:
+            reporter.report(value, epoch)
+            if reporter.should_prune():
+                raise TrialPrunedSignal(epoch, snapshot_result(epochs_run))
+        if config.train.patience is not None and since_best >= config.train.patience:
+            break
+
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    evaluator.thresholds = best_thresholds
+    test_metrics = evaluator.metrics(model, "test")
+    result = snapshot_result(epochs_run)
+    result.test = scalar_metrics(test_metrics)
+    result.test_per_class_f1 = list(test_metrics.get("per_class_f1", []))  # type: ignore[arg-type]
+    if keep_state:
+        result.state_dict = {k: v.detach().cpu().clone() for k, v in best_state.items()}
+    return result
+
+
+@torch.no_grad()
+def _split_loss(
+    model: BaseHead,
+    criterion: WeightedSum,
+    data: PreparedData,
+    split: str,
+    device: torch.device,
+) -> float:
+    model.eval()
+    inputs = data.inputs[split]
+    n = len(data.y_multi[split])
+    total, count = 0.0, 0
+    for start in range(0, n, 1024):
+        idx = torch.arange(start, min(n, start + 1024))
+        y = data.y[split]
+        batch = Batch(
+            index=idx.to(device),
+            y=None if y is None else y[idx].to(device),
+            y_multi=data.y_multi[split][idx].to(device),
+        )
+        value, _ = criterion(model(_batch_inputs(inputs, idx, device)), batch)
+        total += float(value) * len(idx)
+        count += len(idx)
+    return total / max(count, 1)

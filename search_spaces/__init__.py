@@ -1,0 +1,39 @@
+"""Search spaces: default ranges of every loss, head and training knob, the study-file override
+grammar, and the compiler that samples them with an Optuna trial.
+
+This is the only package that calls ``trial.suggest_*``.
+"""
+
+from __future__ import annotations
+
+from search_spaces.losses import AUX_WEIGHT, AUX_WEIGHT_DEFAULTS, LOSS_SPACES, register_loss_space
+from search_spaces.params import (
+    CategoricalDist,
+    FixedDist,
+    FloatDist,
+    IntDist,
+    Param,
+    parse_override,
+)
+from search_spaces.space import LOSS_NAME, SearchSpace, SpaceError, diff_spaces
+from search_spaces.training import MODEL_SPACES, TRAIN_SPACE, register_model_space
+
+__all__ = [
+    "AUX_WEIGHT",
+    "AUX_WEIGHT_DEFAULTS",
+    "LOSS_NAME",
+    "LOSS_SPACES",
+    "MODEL_SPACES",
+    "TRAIN_SPACE",
+    "CategoricalDist",
+    "FixedDist",
+    "FloatDist",
+    "IntDist",
+    "Param",
+    "SearchSpace",
+    "SpaceError",
+    "diff_spaces",
+    "parse_override",
+    "register_loss_space",
+    "register_model_space",
+]

@@ -1,0 +1,193 @@
+"""Parameter definitions and the study-file override grammar.
+
+A parameter is a dotted name (``train.lr``, ``loss.focal.gamma``, ``weight.triplet``), a
+distribution, a default (the paper's value, used by the baseline trial) and optional conditions
+(``loss.name == "focal"``). A study file may override any parameter by name:
+
+* a scalar fixes it: ``train.batch_size: 64``;
+* ``{low, high[, log][, step]}`` sets a numeric range;
+* ``{choices: [...]}`` or a bare list makes it categorical over those values;
+* ``{value: X}`` fixes it to X (for list-valued fixes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FloatDist:
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    def __post_init__(self) -> None:
+        _check_range(self.low, self.high, self.log, self.step)
+
+    def contains(self, value: Any) -> bool:
+        return _is_number(value) and self.low <= float(value) <= self.high
+
+    def describe(self) -> str:
+        extra = " log" if self.log else (f" step {self.step}" if self.step else "")
+        return f"float [{self.low:g}, {self.high:g}]{extra}"
+
+
+@dataclass(frozen=True)
+class IntDist:
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+    def __post_init__(self) -> None:
+        for name, v in (("low", self.low), ("high", self.high), ("step", self.step)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ValueError(f"integer parameter needs an integer {name}, but got {v!r}")
+        _check_range(self.low, self.high, self.log, self.step)
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and (
+            self.low <= value <= self.high
+        )
+
+    def describe(self) -> str:
+        extra = " log" if self.log else (f" step {self.step}" if self.step != 1 else "")
+        return f"int [{self.low}, {self.high}]{extra}"
+
+
+@dataclass(frozen=True)
+class CategoricalDist:
+    choices: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.choices) == 0:
+            raise ValueError("`choices` must be non-empty")
+        if len(set(map(repr, self.choices))) != len(self.choices):
+            raise ValueError(f"`choices` must not repeat values, but got {list(self.choices)}")
+        for c in self.choices:
+            if not (c is None or isinstance(c, (bool, int, float, str))):
+                raise ValueError(
+                    f"choices must be None, bool, int, float or str, but got {c!r}"
+                )
+
+    def contains(self, value: Any) -> bool:
+        return any(value == c and type(value) is type(c) for c in self.choices) or (
+            _is_number(value) and any(_is_number(c) and value == c for c in self.choices)
+        )
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(map(str, self.choices))
+
+
+@dataclass(frozen=True)
+class FixedDist:
+    value: Any
+
+    def contains(self, value: Any) -> bool:
+        return value == self.value
+
+    def describe(self) -> str:
+        return f"fixed {self.value!r}"
+
+
+Distribution = FloatDist | IntDist | CategoricalDist | FixedDist
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searchable parameter.
+
+    Attributes:
+        name: dotted, stable name stored in studies.
+        dist: its distribution.
+        default: the paper's / constructor's value (the baseline trial uses it).
+        when: conditions ``((other_name, required_value), ...)``; the parameter exists only
+            when every condition holds for values sampled earlier.
+        help: one line for ``losstune space``.
+    """
+
+    name: str
+    dist: Distribution
+    default: Any = None
+    when: tuple[tuple[str, Any], ...] = ()
+    help: str = ""
+
+    def with_dist(self, dist: Distribution) -> Param:
+        return replace(self, dist=dist)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_range(low: float, high: float, log: bool, step: float | None) -> None:
+    if not (_is_number(low) and _is_number(high)):
+        raise ValueError(f"low and high must be numbers, but got low={low!r}, high={high!r}")
+    if not math.isfinite(low) or not math.isfinite(high):
+        raise ValueError(f"low and high must be finite, but got low={low}, high={high}")
+    if low > high:
+        raise ValueError(f"`low <= high` must hold, but got (low={low}, high={high}).")
+    if log and low <= 0:
+        raise ValueError(f"`low > 0` must hold for a log range, but got low={low}.")
+    if log and step not in (None, 1):
+        raise ValueError("a parameter cannot have both `log: true` and a `step`")
+    if step is not None and step <= 0:
+        raise ValueError(f"`step > 0` must hold, but got step={step}.")
+
+
+_RANGE_KEYS = {"low", "high", "log", "step"}
+
+
+def parse_override(param: Param, raw: Any) -> Distribution:
+    """Turn a study-file override of ``param`` into a distribution, or raise ``ValueError``."""
+    base = param.dist
+    numeric = isinstance(base, (FloatDist, IntDist)) or (
+        isinstance(base, FixedDist) and _is_number(base.value)
+    )
+    if isinstance(raw, list):
+        raw = {"choices": raw}
+    if not isinstance(raw, Mapping):
+        _check_fixed_type(param, raw)
+        return FixedDist(raw)
+    keys = set(raw)
+    if keys == {"value"}:
+        _check_fixed_type(param, raw["value"])
+        return FixedDist(raw["value"])
+    if keys == {"choices"}:
+        choices = raw["choices"]
+        if not isinstance(choices, list):
+            raise ValueError(f"`choices` must be a list, but got {choices!r}")
+        for c in choices:
+            _check_fixed_type(param, c)
+        return CategoricalDist(tuple(choices))
+    if keys <= _RANGE_KEYS and {"low", "high"} <= keys:
+        if not numeric:
+            raise ValueError(
+                f"{param.name} is categorical ({base.describe()}); override it with "
+                "`choices: [...]` or a single value, not low/high"
+            )
+        low, high = raw["low"], raw["high"]
+        log = bool(raw.get("log", getattr(base, "log", False)))
+        is_int = isinstance(base, IntDist) or (
+            isinstance(base, FixedDist) and isinstance(base.value, int)
+        )
+        if is_int:
+            return IntDist(low, high, log=log, step=raw.get("step", 1))
+        return FloatDist(float(low), float(high), log=log, step=raw.get("step"))
+    raise ValueError(
+        f"cannot read override {dict(raw)!r}; write a value, a list of choices, "
+        "{choices: [...]}, {value: X} or {low: A, high: B[, log: true][, step: S]}"
+    )
+
+
+def _check_fixed_type(param: Param, value: Any) -> None:
+    base = param.dist
+    if isinstance(base, FloatDist) and not _is_number(value):
+        raise ValueError(f"{param.name} takes a number, but got {value!r}")
+    if isinstance(base, IntDist) and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError(f"{param.name} takes an integer, but got {value!r}")
+

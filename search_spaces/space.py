@@ -1,0 +1,338 @@
+"""The search-space compiler: from a study's loss choices and overrides to parameters and back.
+
+:meth:`SearchSpace.build` assembles the default spaces of the chosen losses, auxiliary terms,
+head and training settings, applies the study file's overrides and checks them.
+:meth:`SearchSpace.sample` walks the parameters with an Optuna trial (this package is the only
+one that calls ``trial.suggest_*``), skipping a loss's knobs unless that loss was chosen.
+:meth:`SearchSpace.to_config` turns the sampled values into a plain
+:class:`~objectives.config.TrialConfig`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from objectives.config import LossConfig, LossTerm, ModelConfig, TrialConfig
+from objectives.losses import get_loss_class
+from objectives.models import get_model_class, model_hyperparameters
+from search_spaces.losses import AUX_WEIGHT, AUX_WEIGHT_DEFAULTS, LOSS_SPACES
+from search_spaces.params import (
+    CategoricalDist,
+    Distribution,
+    FixedDist,
+    FloatDist,
+    IntDist,
+    Param,
+    parse_override,
+)
+from search_spaces.training import MODEL_SPACES, TRAIN_SPACE
+
+LOSS_NAME = "loss.name"
+
+
+class SpaceError(ValueError):
+    """A search space or an override of it is invalid; the message names the parameter."""
+
+
+def _constructor_defaults(fn: Any, names: Iterable[str]) -> dict[str, Any]:
+    params = inspect.signature(fn).parameters
+    return {
+        n: params[n].default
+        for n in names
+        if n in params and params[n].default is not inspect.Parameter.empty
+    }
+
+
+def _loss_params(name: str, when: tuple[tuple[str, Any], ...]) -> list[Param]:
+    cls = get_loss_class(name)
+    if name not in LOSS_SPACES:
+        raise SpaceError(
+            f"loss {name!r} has no default search space; add an entry to "
+            "search_spaces.losses.LOSS_SPACES (or register_loss_space for a plugin)"
+        )
+    space = LOSS_SPACES[name]
+    knobs = cls.hyperparameters()
+    extra = sorted(set(space) - set(knobs))
+    if extra:
+        raise SpaceError(
+            f"search space of loss {name!r} has parameter(s) {extra} that its constructor does "
+            f"not take; constructor knobs: {sorted(knobs)}"
+        )
+    defaults = _constructor_defaults(cls.__init__, space)
+    return [
+        Param(f"loss.{name}.{arg}", dist, defaults.get(arg), when, help=f"{cls.__name__}.{arg}")
+        for arg, dist in space.items()
+    ]
+
+
+def _aux_params(name: str) -> list[Param]:
+    cls = get_loss_class(name)
+    default = AUX_WEIGHT_DEFAULTS.get(name, 1.0)
+    if cls.sub_terms:
+        weights = [
+            Param(f"weight.{name}.{sub}", AUX_WEIGHT, AUX_WEIGHT_DEFAULTS.get(f"{name}.{sub}",
+                  default), help=f"weight of term {name}.{sub}")
+            for sub in cls.sub_terms
+        ]
+    else:
+        weights = [Param(f"weight.{name}", AUX_WEIGHT, default, help=f"weight of term {name}")]
+    return weights + _loss_params(name, ())
+
+
+def _model_params(head: str) -> list[Param]:
+    cls = get_model_class(head)
+    space = MODEL_SPACES.get(head, {})
+    knobs = model_hyperparameters(cls)
+    extra = sorted(set(space) - set(knobs))
+    if extra:
+        raise SpaceError(
+            f"search space of model head {head!r} has parameter(s) {extra} that its "
+            f"constructor does not take; knobs: {sorted(knobs)}"
+        )
+    defaults = _constructor_defaults(cls.__init__, space)
+    return [Param(f"model.{k}", d, defaults.get(k), help=f"{cls.__name__}.{k}")
+            for k, d in space.items()]
+
+
+def _train_params() -> list[Param]:
+    return [Param(f"train.{k}", d, default, help=f"training {k}")
+            for k, (d, default) in TRAIN_SPACE.items()]
+
+
+def _dist_json(dist: Distribution) -> dict[str, Any]:
+    kind = type(dist).__name__.replace("Dist", "").lower()
+    body = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(dist).items()}
+    return {"kind": kind, **body}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A compiled, ordered, conditional search space."""
+
+    params: tuple[Param, ...]
+    losses: tuple[str, ...]
+    auxiliary: tuple[str, ...]
+    head: str
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def build(
+        cls,
+        *,
+        losses: list[str],
+        auxiliary: list[str] | None = None,
+        head: str = "linear",
+        overrides: Mapping[str, Any] | None = None,
+        extra_params: list[Param] | None = None,
+    ) -> SearchSpace:
+        """Compile the default spaces of ``losses`` (the ``loss.name`` choice), ``auxiliary``
+        terms, ``head`` and training, then apply ``overrides`` (dotted name -> override)."""
+        auxiliary = list(auxiliary or [])
+        if not losses:
+            raise SpaceError("loss.choices must name at least one loss")
+        for group, names in (("loss.choices", losses), ("loss.auxiliary", auxiliary)):
+            if len(set(names)) != len(names):
+                raise SpaceError(f"{group} repeats a loss: {names}")
+            for n in names:
+                try:
+                    get_loss_class(n)
+                except KeyError as exc:
+                    raise SpaceError(f"{group}: {exc.args[0]}") from None
+        both = sorted(set(losses) & set(auxiliary))
+        if both:
+            raise SpaceError(f"loss(es) {both} are both a loss.choices and a loss.auxiliary term")
+        params: list[Param] = [
+            Param(LOSS_NAME, CategoricalDist(tuple(losses)), losses[0], help="primary loss")
+        ]
+        for name in losses:
+            params += _loss_params(name, ((LOSS_NAME, name),))
+        for name in auxiliary:
+            params += _aux_params(name)
+        params += _model_params(head)
+        params += _train_params()
+        params += list(extra_params or [])
+        space = cls(tuple(params), tuple(losses), tuple(auxiliary), head)
+        return space.override(overrides or {})
+
+    def override(self, overrides: Mapping[str, Any]) -> SearchSpace:
+        by_name = {p.name: p for p in self.params}
+        new = dict(by_name)
+        for name, raw in overrides.items():
+            if name not in by_name:
+                close = difflib.get_close_matches(name, list(by_name), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise SpaceError(
+                    f"space.{name}: no such parameter in this study.{hint} Valid parameters: "
+                    f"{', '.join(sorted(by_name))}"
+                )
+            try:
+                dist = parse_override(by_name[name], raw)
+            except ValueError as exc:
+                raise SpaceError(f"space.{name}: {exc}") from None
+            if name == LOSS_NAME:
+                allowed = set(self.losses)
+                values = dist.choices if isinstance(dist, CategoricalDist) else (
+                    (dist.value,) if isinstance(dist, FixedDist) else ())
+                bad = [v for v in values if v not in allowed]
+                if bad:
+                    raise SpaceError(
+                        f"space.loss.name: {bad} not among loss.choices {sorted(allowed)}; "
+                        "the override may only restrict the choice"
+                    )
+            new[name] = by_name[name].with_dist(dist)
+        return SearchSpace(tuple(new[p.name] for p in self.params), self.losses, self.auxiliary,
+                           self.head)
+
+    # ------------------------------------------------------------------ querying
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def get(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    @staticmethod
+    def _active(param: Param, values: Mapping[str, Any]) -> bool:
+        return all(values.get(k) == v for k, v in param.when)
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Suggest every active parameter from ``trial`` (an Optuna Trial or FixedTrial).
+
+        Returns all active values, fixed ones included.
+        """
+        values: dict[str, Any] = {}
+        for p in self.params:
+            if not self._active(p, values):
+                continue
+            d = p.dist
+            if isinstance(d, FixedDist):
+                values[p.name] = d.value
+            elif isinstance(d, CategoricalDist):
+                values[p.name] = trial.suggest_categorical(p.name, list(d.choices))
+            elif isinstance(d, IntDist):
+                values[p.name] = trial.suggest_int(p.name, d.low, d.high, step=d.step, log=d.log)
+            elif isinstance(d, FloatDist):
+                values[p.name] = trial.suggest_float(p.name, d.low, d.high, step=d.step,
+                                                     log=d.log)
+            else:  # pragma: no cover
+                raise TypeError(f"unknown distribution {d!r}")
+        return values
+
+    def baseline(self, loss: str | None = None) -> dict[str, Any]:
+        """Parameters of the paper-default trial for ``loss`` (the first choice by default).
+
+        Only searched (non-fixed) parameters are returned, each at its default clipped into its
+        range; this is what ``study.enqueue_trial`` takes.
+        """
+        values: dict[str, Any] = {}
+        chosen = loss if loss is not None else self._first_loss()
+        for p in self.params:
+            if not self._active(p, {**values, LOSS_NAME: chosen}):
+                continue
+            d = p.dist
+            if isinstance(d, FixedDist):
+                continue
+            if p.name == LOSS_NAME:
+                if not d.contains(chosen):
+                    raise SpaceError(f"baseline loss {chosen!r} is not a loss.name choice")
+                values[p.name] = chosen
+                continue
+            values[p.name] = _clip_default(p)
+        return values
+
+    def _first_loss(self) -> str:
+        d = self.get(LOSS_NAME).dist
+        return d.value if isinstance(d, FixedDist) else d.choices[0]  # type: ignore[union-attr]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """JSON-able rows: name, distribution, condition (stored on the study for diffs)."""
+        return [
+            {"name": p.name, "dist": _dist_json(p.dist),
+             "when": {k: v for k, v in p.when}}
+            for p in self.params
+        ]
+
+    # ------------------------------------------------------------------ assembling
+    def to_config(self, values: Mapping[str, Any], template: Mapping[str, Any]) -> TrialConfig:
+        """Build the plain trial configuration from sampled ``values`` and the study's fixed
+        settings ``template`` (a dict with data, encoder, model, train, eval, plugins)."""
+        primary = values[LOSS_NAME]
+        terms = [LossTerm(name=primary, weight=1.0, params=_knobs(values, primary))]
+        for aux in self.auxiliary:
+            cls = get_loss_class(aux)
+            if cls.sub_terms:
+                subs = {s: float(values[f"weight.{aux}.{s}"]) for s in cls.sub_terms}
+                terms.append(LossTerm(name=aux, weight=1.0, params=_knobs(values, aux),
+                                      sub_weights=subs))
+            else:
+                terms.append(LossTerm(name=aux, weight=float(values[f"weight.{aux}"]),
+                                      params=_knobs(values, aux)))
+        train = dict(template.get("train", {}))
+        for key in TRAIN_SPACE:
+            if f"train.{key}" in values:
+                train[key] = values[f"train.{key}"]
+        model_params = dict(template.get("model", {}).get("params", {}))
+        model_params.update(
+            {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("model.")}
+        )
+        return TrialConfig(
+            data=template["data"],
+            encoder=template.get("encoder", {}),
+            model=ModelConfig(head=self.head, params=model_params),
+            loss=LossConfig(terms=terms),
+            train=train,
+            eval=template.get("eval", {}),
+            plugins=list(template.get("plugins", [])),
+        )
+
+
+def _knobs(values: Mapping[str, Any], loss: str) -> dict[str, Any]:
+    prefix = f"loss.{loss}."
+    return {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
+
+
+def _clip_default(p: Param) -> Any:
+    d, default = p.dist, p.default
+    if isinstance(d, CategoricalDist):
+        return default if d.contains(default) else d.choices[0]
+    if isinstance(d, (FloatDist, IntDist)):
+        if default is None:
+            return d.low
+        value = min(max(default, d.low), d.high)
+        return int(value) if isinstance(d, IntDist) else float(value)
+    return default
+
+
+def diff_spaces(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
+    """Readable differences between two :meth:`SearchSpace.describe` outputs."""
+    a = {row["name"]: row for row in old}
+    b = {row["name"]: row for row in new}
+    lines = []
+    for name in sorted(set(a) | set(b)):
+        if name not in b:
+            lines.append(f"- {name}: {_row_text(a[name])} (removed)")
+        elif name not in a:
+            lines.append(f"+ {name}: {_row_text(b[name])} (added)")
+        elif a[name] != b[name]:
+            lines.append(f"~ {name}: {_row_text(a[name])} -> {_row_text(b[name])}")
+    return lines
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    d = dict(row["dist"])
+    kind = d.pop("kind")
+    body = ", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, False))
+    when = row.get("when") or {}
+    cond = f" if {', '.join(f'{k}={v}' for k, v in when.items())}" if when else ""
+    return f"{kind}({body}){cond}"

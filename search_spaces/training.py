@@ -1,0 +1,27 @@
+"""Default ranges of the training settings and of each model head's knobs."""
+
+from __future__ import annotations
+
+from search_spaces.params import CategoricalDist, Distribution, FloatDist, IntDist
+
+#: ``train.<setting>`` -> (distribution, default). Wide enough for plain BCE on long-tailed data
+#: to converge (see seed_losses.md §5.6 item 10): slow losses must not lose on epochs alone.
+TRAIN_SPACE: dict[str, tuple[Distribution, object]] = {
+    "lr": (FloatDist(1e-4, 1e-1, log=True), 1e-2),
+    "weight_decay": (FloatDist(1e-6, 1e-2, log=True), 1e-4),
+    "epochs": (IntDist(5, 60), 20),
+    "batch_size": (CategoricalDist((32, 64, 128)), 64),
+}
+
+#: ``model.<knob>`` per head -> knob -> distribution (defaults come from the constructor).
+MODEL_SPACES: dict[str, dict[str, Distribution]] = {
+    "linear": {"dropout": FloatDist(0.0, 0.5)},
+    "mlp": {
+        "hidden": CategoricalDist((128, 256, 512)),
+        "dropout": FloatDist(0.0, 0.5),
+    },
+}
+
+
+def register_model_space(name: str, space: dict[str, Distribution]) -> None:
+    MODEL_SPACES[name] = dict(space)

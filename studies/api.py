@@ -1,0 +1,416 @@
+"""The public Python API: every CLI command is a thin wrapper around one function here.
+
+Example (a notebook)::
+
+    from studies import api
+    spec, text = api.load_study("studies/configs/quickstart.yaml")
+    summary = api.run_study(spec, study_text=text, storage="sqlite:///nb.db", n_trials=5)
+    df = api.results_dataframe(spec.name, storage="sqlite:///nb.db")
+    api.export_trial(spec.name, "best.yaml", storage="sqlite:///nb.db")
+    report = api.train_config("best.yaml")
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+import storage as storage_pkg
+from studies.export import (
+    ExportError,
+    export_document,
+    pick_trial,
+    read_config_file,
+    write_yaml_atomic,
+)
+from studies.runner import (
+    RunSummary,
+    StopFlag,
+    count_states,
+    create_or_load,
+    fail_stale_trials,
+    install_sigint,
+)
+from studies.spec import StudySpec, load_study_file, parse_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class StudyNotFoundError(KeyError):
+    """No study of that name in the storage."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def load_study(path: str | Path) -> tuple[StudySpec, str]:
+    """Read and validate a study file (raises :class:`studies.spec.StudyFileError`)."""
+    return load_study_file(path)
+
+
+def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
+    """Validate a study given as a dict; returns the spec and its YAML text."""
+    spec = parse_study(dict(data))
+    return spec, yaml.safe_dump(dict(data), sort_keys=False)
+
+
+def _url(storage: str | None, spec: StudySpec | None = None) -> str:
+    return storage_pkg.resolve_storage_url(storage, spec.storage if spec else None)
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    study_text: str | None = None,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    launcher: str = "local",
+    workers: int | None = None,
+    progress: bool = True,
+    console: Any = None,
+    address: str | None = None,
+) -> RunSummary:
+    """Create or resume ``spec``'s study and run it up to its budget.
+
+    ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
+    after that time. Ctrl-C stops after the current trial.
+    """
+    from rich.console import Console
+
+    from studies.launchers import get_launcher
+    from studies.progress import StudyProgress
+
+    console = console or Console()
+    url = _url(storage, spec)
+    budget = n_trials if n_trials is not None else spec.n_trials
+    if budget < 1:
+        raise ValueError(f"`n_trials >= 1` must hold, but got n_trials={budget}")
+    timeout = timeout if timeout is not None else spec.timeout
+    n_workers = workers if workers is not None else (spec.ray.workers if launcher != "local"
+                                                     else 1)
+    chosen = get_launcher(launcher)
+    if launcher != "local" and address is not None:
+        chosen.address = address  # type: ignore[attr-defined]
+    if storage_pkg.backend_of(url) == "memory" and launcher != "local":
+        raise ValueError("an in-memory storage cannot be shared with other processes; "
+                         "use SQLite or PostgreSQL with --launcher " + launcher)
+    text = study_text if study_text is not None else yaml.safe_dump(
+        spec.model_dump(mode="json"), sort_keys=False)
+    console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
+    study, created = create_or_load(spec, text, url)
+    stale = [] if created else fail_stale_trials(study, spec.storage_options.grace_period)
+    if stale:
+        console.print(f"failed {len(stale)} stale RUNNING trial(s) left by a dead run: {stale} "
+                      "(they are retried)", highlight=False)
+    counts = count_states(study)
+    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+    started = time.time()
+    if finished >= budget:
+        console.print(f"study {spec.name!r} already has {finished} finished trial(s) "
+                      f"(budget {budget}): nothing to do", highlight=False)
+        return _summary(study, url, budget, 0, 0.0, "nothing to do", created, stale)
+    console.print(
+        f"{'created' if created else 'resuming'} study {spec.name!r}: {finished}/{budget} "
+        f"finished; objective: validation {', '.join(spec.metric_names)}"
+        + (" (multi-objective: no pruning)" if spec.is_multi_objective else ""),
+        highlight=False,
+    )
+    stop = StopFlag()
+    restore = install_sigint(stop)
+    deadline = started + timeout if timeout else None
+    try:
+        with StudyProgress(study, n_trials=budget, metric_names=spec.metric_names,
+                           console=console, enabled=progress) as bar:
+            results = chosen.launch(
+                spec, url, n_trials=budget, workers=n_workers, stop=stop, deadline=deadline,
+                on_trial_end=lambda s, t: bar.refresh(),
+            )
+    finally:
+        restore()
+    reasons = sorted({r["reason"] for r in results})
+    reason = "; ".join(reasons)
+    return _summary(study, url, budget, sum(r["started"] for r in results),
+                    time.time() - started, reason, created, stale)
+
+
+def _summary(study: optuna.Study, url: str, budget: int, started_here: int, seconds: float,
+             reason: str, created: bool, stale: list[int]) -> RunSummary:
+    counts = count_states(study)
+    return RunSummary(
+        study_name=study.study_name,
+        storage=storage_pkg.mask_url(url),
+        n_trials=budget,
+        finished=counts[TrialState.COMPLETE] + counts[TrialState.PRUNED],
+        complete=counts[TrialState.COMPLETE],
+        pruned=counts[TrialState.PRUNED],
+        failed=counts[TrialState.FAIL],
+        started_here=started_here,
+        seconds=seconds,
+        stopped_reason=reason,
+        created=created,
+        stale_failed=stale,
+    )
+
+
+# ---------------------------------------------------------------------- reading studies
+@dataclass
+class StudyRow:
+    name: str
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    metric_names: list[str]
+    directions: list[str]
+    best_value: float | None
+    best_trial: int | None
+    dataset: str | None
+    created: str | None
+
+
+def open_storage_ro(storage: str | None) -> Any:
+    """Open an existing storage (an SQLite file that does not exist is an error, not created)."""
+    url = _url(storage)
+    path = storage_pkg.sqlite_path(url)
+    if path is not None and not path.exists():
+        raise storage_pkg.StorageError(
+            f"no study storage at {str(path)!r} (from {storage_pkg.mask_url(url)}); run "
+            "`losstune run STUDY.yaml` here first, or pass --storage / set LOSSTUNE_STORAGE"
+        )
+    return storage_pkg.get_storage(url)
+
+
+def list_studies(storage: str | None = None) -> list[StudyRow]:
+    """Every study in the storage with trial counts and best values."""
+    st = open_storage_ro(storage)
+    rows = []
+    for summary in optuna.get_all_study_summaries(st, include_best_trial=False):
+        study = optuna.load_study(study_name=summary.study_name, storage=st)
+        counts = count_states(study)
+        best_value = best_number = None
+        if len(study.directions) == 1:
+            try:
+                best = study.best_trial
+                best_value, best_number = best.value, best.number
+            except ValueError:
+                pass
+        rows.append(StudyRow(
+            name=summary.study_name,
+            complete=counts[TrialState.COMPLETE],
+            pruned=counts[TrialState.PRUNED],
+            failed=counts[TrialState.FAIL],
+            running=counts[TrialState.RUNNING],
+            metric_names=study.metric_names or ["value"],
+            directions=[d.name.lower() for d in study.directions],
+            best_value=best_value,
+            best_trial=best_number,
+            dataset=study.user_attrs.get("dataset"),
+            created=summary.datetime_start.isoformat(timespec="seconds")
+            if summary.datetime_start else None,
+        ))
+    return rows
+
+
+def get_study(name: str, storage: str | None = None) -> optuna.Study:
+    """Load a study by name, with an error that lists the studies in the storage."""
+    st = open_storage_ro(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+    if name not in names:
+        import difflib
+
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        shown = ", ".join(sorted(names)) if names else "none"
+        raise StudyNotFoundError(
+            f"no study named {name!r} in {storage_pkg.mask_url(_url(storage))}.{hint} "
+            f"Studies there: {shown}"
+        )
+    return optuna.load_study(study_name=name, storage=st)
+
+
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    attrs = trial.user_attrs
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "values": list(trial.values) if trial.values else None,
+        "loss": trial.params.get("loss.name", (attrs.get("config") or {}).get("loss", {})
+                                 .get("terms", [{}])[0].get("name")),
+        "params": dict(trial.params),
+        "val": {k[len("metric.val."):]: v for k, v in attrs.items()
+                if k.startswith("metric.val.")},
+        "test": {k[len("metric.test."):]: v for k, v in attrs.items()
+                 if k.startswith("metric.test.")},
+        "terms": {k[len("term."):]: v for k, v in attrs.items() if k.startswith("term.")},
+        "best_epoch": attrs.get("best_epoch"),
+        "prediction_rule": attrs.get("prediction_rule"),
+        "fail_reason": attrs.get("fail_reason") or attrs.get("stale_reason"),
+    }
+
+
+def show_study(name: str, storage: str | None = None, *, top: int = 5,
+               trial: int | None = None) -> dict[str, Any]:
+    """The chosen (or best) trial, the top-k trials and the counts of a study."""
+    study = get_study(name, storage)
+    counts = count_states(study)
+    directions = [d.name.lower() for d in study.directions]
+    metric_names = study.metric_names or ["value"]
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    multi = len(directions) > 1
+    if multi:
+        ranked = sorted(complete, key=lambda t: _sort_key(t.values[0], directions[0]))
+        front = [trial_row(t) for t in sorted(study.best_trials, key=lambda t: t.number)]
+    else:
+        ranked = sorted(complete, key=lambda t: _sort_key(t.value, directions[0]))
+        front = []
+    chosen = None
+    if trial is not None or not multi:
+        try:
+            chosen = trial_row(pick_trial(study, trial))
+        except ExportError:
+            if trial is not None:
+                raise
+    return {
+        "name": name,
+        "metric_names": metric_names,
+        "directions": directions,
+        "counts": {s.name: n for s, n in counts.items() if n},
+        "chosen": chosen,
+        "top": [trial_row(t) for t in ranked[:top]],
+        "pareto": front,
+        "user_attrs": {k: v for k, v in study.user_attrs.items() if k not in ("space",)},
+    }
+
+
+def _sort_key(value: float | None, direction: str) -> float:
+    if value is None or math.isnan(value):
+        return math.inf
+    return -value if direction == "maximize" else value
+
+
+def results_dataframe(name: str, storage: str | None = None) -> Any:
+    """All trials as a pandas DataFrame: number, state, values, dotted params, metric attrs."""
+    import pandas as pd
+
+    study = get_study(name, storage)
+    metric_names = study.metric_names or ["value"]
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        for i, m in enumerate(metric_names):
+            row[m] = t.values[i] if t.values else None
+        row.update(t.params)
+        for k, v in t.user_attrs.items():
+            if isinstance(v, (int, float, str, bool)) or v is None:
+                row[k] = v
+        row["duration_s"] = t.duration.total_seconds() if t.duration else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------- export and replay
+def export_trial(name: str, output: str | Path, *, storage: str | None = None,
+                 trial: int | None = None, force: bool = False) -> tuple[Path, dict]:
+    """Write trial ``trial`` (default: the best) of study ``name`` to ``output`` as YAML."""
+    study = get_study(name, storage)
+    chosen = pick_trial(study, trial)
+    doc = export_document(study, chosen, storage_url=_url(storage))
+    path = Path(output)
+    write_yaml_atomic(path, doc, force=force)
+    return path, doc
+
+
+@dataclass
+class TrainReport:
+    """Metrics of a replay: one entry per seed plus mean/std/95% interval per metric."""
+
+    config: Any
+    seeds: list[int]
+    runs: list[dict[str, Any]]
+    summary: dict[str, dict[str, float]] = field(default_factory=dict)
+    recorded_value: float | None = None
+    reproduced: bool | None = None
+    metric: str = "macro_f1"
+
+
+def mean_ci(values: list[float]) -> dict[str, float]:
+    """Mean, sample std and a 95% Student-t interval (half-width) of ``values``."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return {"mean": mean, "std": 0.0, "ci95": 0.0, "n": n}
+    std = statistics.stdev(values)
+    from scipy import stats
+
+    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return {"mean": mean, "std": std, "ci95": half, "n": n}
+
+
+def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None = None,
+                 provenance: Mapping[str, Any] | None = None) -> TrainReport:
+    """Replay a config (a TrialConfig or a path to an export) without Optuna.
+
+    With one seed on CPU the validation metric equals the exported trial's exactly. More seeds
+    re-train with seeds ``seed, seed+1, ...`` (initialisation and batch order only).
+    """
+    from objectives.training import run_trial
+
+    if isinstance(config, (str, Path)):
+        config, provenance = read_config_file(config)
+    if seeds < 1:
+        raise ValueError(f"`seeds >= 1` must hold, but got seeds={seeds}")
+    out = Path(output_dir) if output_dir is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise ExportError(f"output {str(out)!r} exists and is not a folder")
+    base = config.train.seed
+    runs = []
+    seed_list = [base + i for i in range(seeds)]
+    results = []
+    for seed in seed_list:
+        result = run_trial(config.with_seed(seed), keep_state=out is not None)
+        results.append(result)
+        runs.append({"seed": seed, "value": result.value, "best_epoch": result.best_epoch,
+                     "val": result.val, "test": result.test})
+    metrics = sorted({k for r in runs for k in r["val"]} - {"train_seconds"})
+    summary = {}
+    for k in metrics:
+        summary[f"val.{k}"] = mean_ci([r["val"][k] for r in runs if k in r["val"]])
+    for k in sorted({k for r in runs for k in r["test"]}):
+        summary[f"test.{k}"] = mean_ci([r["test"][k] for r in runs if k in r["test"]])
+    report = TrainReport(config=config, seeds=seed_list, runs=runs, summary=summary,
+                         metric=config.eval.metric)
+    if provenance and isinstance(provenance.get("value"), (int, float)):
+        report.recorded_value = float(provenance["value"])
+        report.reproduced = runs[0]["value"] == report.recorded_value
+    if out is not None:
+        _save_weights(out, config, results, runs)
+    return report
+
+
+def _save_weights(out: Path, config: Any, results: list[Any], runs: list[dict]) -> None:
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    for result, run in zip(results, runs, strict=True):
+        torch.save(result.state_dict, out / f"weights_seed{run['seed']}.pt")
+    (out / "config.yaml").write_text(
+        yaml.safe_dump({"config": config.model_dump(mode="json"), "runs": runs},
+                       sort_keys=False), encoding="utf-8")
+
+
+def serve_dashboard(storage: str | None = None, *, host: str = "127.0.0.1",
+                    port: int = 8080) -> None:
+    """Serve optuna-dashboard on the losstune storage (blocks)."""
+    from optuna_dashboard import run_server
+
+    run_server(open_storage_ro(storage), host=host, port=port)

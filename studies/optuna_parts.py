@@ -1,0 +1,124 @@
+"""Optuna samplers and pruners by study-file name, with their arguments checked."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def _samplers() -> dict[str, Callable[..., Any]]:
+    import optuna
+
+    s = optuna.samplers
+    return {
+        "tpe": s.TPESampler,
+        "random": s.RandomSampler,
+        "gp": s.GPSampler,
+        "qmc": s.QMCSampler,
+        "nsga2": s.NSGAIISampler,
+        "nsga3": s.NSGAIIISampler,
+        "cmaes": s.CmaEsSampler,
+        "bruteforce": s.BruteForceSampler,
+    }
+
+
+def _pruners() -> dict[str, Callable[..., Any]]:
+    import optuna
+
+    p = optuna.pruners
+    return {
+        "median": p.MedianPruner,
+        "percentile": p.PercentilePruner,
+        "successive_halving": p.SuccessiveHalvingPruner,
+        "hyperband": p.HyperbandPruner,
+        "threshold": p.ThresholdPruner,
+        "patient": p.PatientPruner,
+        "none": p.NopPruner,
+    }
+
+
+#: Defaults losstune applies unless the study file sets them.
+SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
+    # group=True decomposes conditional spaces (a loss's knobs exist only with that loss).
+    "tpe": {"multivariate": True, "group": True, "n_startup_trials": 5},
+}
+PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "median": {"n_startup_trials": 5, "n_warmup_steps": 2},
+}
+MULTI_OBJECTIVE_SAMPLERS = frozenset({"tpe", "random", "nsga2", "nsga3", "gp", "qmc",
+                                      "bruteforce"})
+
+
+def _check_args(kind: str, name: str, factory: Callable[..., Any], args: Mapping[str, Any],
+                reserved: set[str]) -> None:
+    params = inspect.signature(factory).parameters
+    valid = sorted(n for n in params if n not in ("self", "kwargs", "args") and n not in reserved)
+    for key in args:
+        if key in reserved:
+            raise ValueError(f"{kind}.args.{key}: set by losstune (from the study's seed); "
+                             "remove it from the study file")
+        if key not in params:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"{kind}.args: {name} takes no argument {key!r}.{hint} Valid: {', '.join(valid)}"
+            )
+
+
+def check_sampler(name: str, args: Mapping[str, Any], *, multi: bool) -> None:
+    samplers = _samplers()
+    if name not in samplers:
+        close = difflib.get_close_matches(name, list(samplers), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"sampler.name: unknown sampler {name!r}; expected one of "
+                         f"{sorted(samplers)}.{hint}")
+    if multi and name not in MULTI_OBJECTIVE_SAMPLERS:
+        raise ValueError(f"sampler.name: {name!r} cannot optimise several metrics; use one of "
+                         f"{sorted(MULTI_OBJECTIVE_SAMPLERS)}")
+    _check_args("sampler", name, samplers[name], args, {"seed"})
+    if name == "cmaes":
+        import importlib.util
+
+        if importlib.util.find_spec("cmaes") is None:
+            raise ValueError("sampler.name: 'cmaes' needs the 'cmaes' package "
+                             "(pip install cmaes); or use 'tpe'")
+
+
+def check_pruner(name: str, args: Mapping[str, Any]) -> None:
+    pruners = _pruners()
+    if name not in pruners:
+        close = difflib.get_close_matches(name, list(pruners), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"pruner.name: unknown pruner {name!r}; expected one of "
+                         f"{sorted(pruners)}.{hint}")
+    _check_args("pruner", name, pruners[name], args, set())
+    if name in ("patient", "threshold") and not args:
+        required = [n for n, p in inspect.signature(pruners[name]).parameters.items()
+                    if p.default is inspect.Parameter.empty and n not in ("self",)]
+        if required:
+            raise ValueError(f"pruner.args: {name} needs argument(s) {required}")
+
+
+def make_sampler(name: str, args: Mapping[str, Any], seed: int, *, multi: bool = False) -> Any:
+    factory = _samplers()[name]
+    kwargs = {**SAMPLER_DEFAULTS.get(name, {}), **dict(args)}
+    if multi and name == "tpe":
+        kwargs.pop("group", None)
+    if "seed" in inspect.signature(factory).parameters:
+        kwargs["seed"] = seed
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return factory(**kwargs)
+
+
+def make_pruner(name: str, args: Mapping[str, Any]) -> Any:
+    kwargs = {**PRUNER_DEFAULTS.get(name, {}), **dict(args)}
+    if name == "patient" and "wrapped_pruner" not in kwargs:
+        kwargs["wrapped_pruner"] = None
+    return _pruners()[name](**kwargs)

@@ -1,0 +1,403 @@
+"""Create or resume a study and run its trials against the shared budget.
+
+The budget (conventions §1): ``n_trials`` is the number of finished (COMPLETE + PRUNED) trials the
+study should hold. A worker starts a trial only while ``finished + running < n_trials``, checked
+and claimed under :func:`storage.budget_lock`, so any number of workers finish exactly
+``n_trials``. FAIL trials do not count; the study stops after ``max_failures`` failed trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+import storage as storage_pkg
+from studies.secrets import scrub_text
+from studies.spec import StudySpec
+
+logger = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class StudyMismatchError(ValueError):
+    """The study file no longer matches the stored study (conventions §4)."""
+
+
+class BudgetExhausted(Exception):
+    """Raised inside the budget lock when no trial may start."""
+
+
+@dataclass
+class RunSummary:
+    study_name: str
+    storage: str
+    n_trials: int
+    finished: int
+    complete: int
+    pruned: int
+    failed: int
+    started_here: int
+    seconds: float
+    stopped_reason: str
+    created: bool
+    stale_failed: list[int] = field(default_factory=list)
+
+
+def losstune_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("losstune")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def git_commit() -> str | None:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def storage_settings(spec: StudySpec) -> storage_pkg.StorageSettings:
+    o = spec.storage_options
+    return storage_pkg.StorageSettings(
+        heartbeat_interval=o.heartbeat_interval, grace_period=o.grace_period, max_retry=o.max_retry
+    )
+
+
+def open_storage(url: str, spec: StudySpec | None = None) -> Any:
+    return storage_pkg.get_storage(url, storage_settings(spec) if spec else None)
+
+
+def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.Study, bool]:
+    """Create the study (and enqueue its baseline trials) or load it, checking that the stored
+    search space matches the file's. Returns ``(study, created)``."""
+    from studies.optuna_parts import make_pruner, make_sampler
+
+    space = spec.compile_space()
+    storage = open_storage(url, spec)
+    sampler = make_sampler(spec.sampler.name, spec.sampler.args, spec.seed,
+                           multi=spec.is_multi_objective)
+    pruner = make_pruner(spec.pruner.name, spec.pruner.args)
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    created = spec.name not in existing
+    if not created:
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler,
+                                  pruner=pruner)
+        check_same_space(study, spec, space)
+        return study, False
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=spec.directions,
+        load_if_exists=True,
+    )
+    study.set_metric_names(spec.metric_names)
+    study.set_user_attr("study_file", scrub_text(study_text, url))
+    study.set_user_attr("space_fingerprint", space.fingerprint())
+    study.set_user_attr("space", space.describe())
+    study.set_user_attr("losstune_version", losstune_version())
+    study.set_user_attr("n_trials", spec.n_trials)
+    study.set_user_attr("description", spec.description)
+    study.set_user_attr("dataset", spec.data.name)
+    study.set_user_attr("multi_objective", spec.is_multi_objective)
+    commit = git_commit()
+    if commit:
+        study.set_user_attr("git_commit", commit)
+    for params in baseline_trials(spec, space):
+        study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
+    for params in spec.enqueue:
+        study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
+    _set_note(study, spec)
+    return study, True
+
+
+def _set_note(study: optuna.Study, spec: StudySpec) -> None:
+    """A Markdown note for optuna-dashboard's study page (best effort)."""
+    try:
+        from optuna_dashboard import save_note
+    except ImportError:
+        return
+    lines = [f"# {spec.name}", "", spec.description or "", "",
+             f"* dataset: `{spec.data.name}`; encoder: `{spec.encoder.name}`; head: "
+             f"`{spec.model.head}`",
+             f"* losses: {', '.join(spec.loss.choices)}"
+             + (f"; auxiliary: {', '.join(spec.loss.auxiliary)}" if spec.loss.auxiliary else ""),
+             f"* objective: validation {', '.join(spec.metric_names)} "
+             "(test metrics are user attributes, never used for selection)",
+             f"* budget: {spec.n_trials} finished trials; created by losstune "
+             f"{losstune_version()}"]
+    try:
+        save_note(study, "\n".join(lines))
+    except Exception:  # noqa: BLE001 - a note must never break a run
+        logger.debug("could not save the dashboard note", exc_info=True)
+
+
+def baseline_trials(spec: StudySpec, space: Any) -> list[dict[str, Any]]:
+    if spec.loss.baseline is False:
+        return []
+    names = spec.loss.choices[:1] if spec.loss.baseline is True else list(spec.loss.baseline)
+    bad = [n for n in names if n not in spec.loss.choices]
+    if bad:
+        raise ValueError(f"loss.baseline: {bad} are not in loss.choices {spec.loss.choices}")
+    out = []
+    for name in names:
+        try:
+            out.append(space.baseline(name))
+        except ValueError:
+            continue  # loss.name restricted by the space: that baseline cannot run
+    return out
+
+
+def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
+    from search_spaces import diff_spaces
+
+    stored = study.user_attrs.get("space_fingerprint")
+    if stored is None or stored == space.fingerprint():
+        directions = [d.name.lower() for d in study.directions]
+        if directions != spec.directions:
+            raise StudyMismatchError(
+                f"study {spec.name!r} stores directions {directions} but the study file asks "
+                f"for {spec.directions}; use a new study name (e.g. {spec.name}_v2)"
+            )
+        return
+    diff = diff_spaces(study.user_attrs.get("space", []), space.describe())
+    shown = "\n  ".join(diff) if diff else "(parameter order or conditions changed)"
+    raise StudyMismatchError(
+        f"the search space of study file {spec.name!r} differs from the stored study's; "
+        f"Optuna cannot resume a study whose space changed. Differences:\n  {shown}\n"
+        f"Revert the study file, or start a new study: set `name: {_next_name(spec.name)}`."
+    )
+
+
+def _next_name(name: str) -> str:
+    import re
+
+    m = re.match(r"^(.*)_v(\d+)$", name)
+    return f"{m.group(1)}_v{int(m.group(2)) + 1}" if m else f"{name}_v2"
+
+
+def count_states(study: optuna.Study) -> dict[TrialState, int]:
+    counts = dict.fromkeys(TrialState, 0)
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state] += 1
+    return counts
+
+
+def counted_failures(study: optuna.Study) -> int:
+    """FAIL trials whose objective raised (stale trials of dead workers are retried, not counted)."""
+    return sum(
+        1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if "fail_reason" in t.user_attrs
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
+    """Fail RUNNING trials left by dead runs and queue their retries (conventions §1).
+
+    A RUNNING trial is stale when its worker ran on this host and its process is gone, or when
+    it has not been heartbeating (Optuna's own check), or when it has no heartbeat at all and
+    started more than ``grace_period`` seconds ago.
+    """
+    storage = study._storage
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # heartbeat-stale ones, with retry callback
+    host = socket.gethostname()
+    now = datetime.now()
+    failed: list[int] = []
+    callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
+    heartbeats = _heartbeat_trial_ids(storage, study)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get("worker", ""))
+        dead_here = False
+        if ":" in worker:
+            w_host, w_pid = worker.rsplit(":", 1)
+            dead_here = w_host == host and w_pid.isdigit() and not _pid_alive(int(w_pid))
+        silent = (
+            heartbeats is not None
+            and trial._trial_id not in heartbeats
+            and trial.datetime_start is not None
+            and now - trial.datetime_start > timedelta(seconds=grace_period)
+        )
+        if not (dead_here or silent):
+            continue
+        try:
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                storage.set_trial_user_attr(
+                    trial._trial_id, "stale_reason",
+                    "worker process died" if dead_here else "no heartbeat",
+                )
+                failed.append(trial.number)
+                if callback is not None:
+                    callback(study, storage.get_trial(trial._trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+    return failed
+
+
+def _heartbeat_trial_ids(storage: Any, study: optuna.Study) -> set[int] | None:
+    """IDs of trials that have a heartbeat row (None when the storage has no heartbeats)."""
+    try:
+        from optuna.storages._rdb import models
+    except ImportError:  # pragma: no cover
+        return None
+    if not hasattr(storage, "scoped_session"):
+        return None
+    try:
+        with storage.scoped_session() as session:
+            rows = (
+                session.query(models.TrialHeartbeatModel.trial_id)
+                .join(models.TrialModel,
+                      models.TrialModel.trial_id == models.TrialHeartbeatModel.trial_id)
+                .filter(models.TrialModel.study_id == study._study_id)
+                .all()
+            )
+        return {r[0] for r in rows}
+    except Exception:  # noqa: BLE001 - private API moved: rely on Optuna's own check only
+        logger.debug("could not read heartbeats", exc_info=True)
+        return None
+
+
+class StopFlag:
+    """Set by Ctrl-C: stop after the current trial."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+
+def run_worker(
+    spec: StudySpec,
+    url: str,
+    *,
+    n_trials: int,
+    worker_index: int = 0,
+    stop: StopFlag | None = None,
+    deadline: float | None = None,
+    on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> dict[str, Any]:
+    """One worker's loop: claim a trial under the budget lock, run it, repeat.
+
+    Used by the local launcher in-process and by Ray workers in their own processes.
+    """
+    from objectives.objective import Objective
+    from studies.optuna_parts import make_pruner, make_sampler
+
+    if spec.plugins:
+        from objectives.plugins import import_plugin_modules
+
+        import_plugin_modules(spec.plugins)
+    stop = stop or StopFlag()
+    storage = open_storage(url, spec)
+    study = optuna.load_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=make_sampler(spec.sampler.name, spec.sampler.args, spec.seed + worker_index,
+                             multi=spec.is_multi_objective),
+        pruner=make_pruner(spec.pruner.name, spec.pruner.args),
+    )
+    objective = Objective(spec.compile_space(), spec.template(),
+                          multi_objective=spec.is_multi_objective)
+    started = 0
+    reason = "budget reached"
+    while True:
+        if stop:
+            reason = stop.reason or "stopped"
+            break
+        if deadline is not None and time.time() >= deadline:
+            reason = "timeout reached"
+            break
+        if counted_failures(study) >= spec.max_failures:
+            reason = f"max_failures ({spec.max_failures}) failed trials reached"
+            break
+        lock = storage_pkg.budget_lock(url, spec.name)
+        lock.__enter__()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                lock.__exit__(None, None, None)
+
+        try:
+            counts = count_states(study)
+            if counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[
+                TrialState.RUNNING
+            ] >= n_trials:
+                release()
+                break
+
+            def wrapped(trial: optuna.Trial) -> Any:
+                release()  # the trial exists (RUNNING) now: others may claim the next one
+                return objective(trial)
+
+            callbacks = [lambda s, t: on_trial_end(s, t)] if on_trial_end else []
+            study.optimize(wrapped, n_trials=1, catch=(Exception,), callbacks=callbacks,
+                           gc_after_trial=False)
+            started += 1
+        finally:
+            release()
+    return {"started": started, "reason": reason, "pid": os.getpid()}
+
+
+def install_sigint(stop: StopFlag) -> Callable[[], None]:
+    """First Ctrl-C: finish the current trial, then stop. Second: interrupt now."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        stop.set("interrupted (Ctrl-C): stopped after the current trial")
+        print("\nCtrl-C: finishing the current trial, then stopping "
+              "(press Ctrl-C again to abort it).", flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    return lambda: signal.signal(signal.SIGINT, previous)
