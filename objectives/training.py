@@ -131,7 +131,8 @@ def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> Prep
     inputs: dict[str, dict[str, torch.Tensor]] = {}
     in_dim = 0
     for split in ("train", "val", "test"):
-        arrays = encoder_outputs(dataset, split, config.encoder, kind=head_input)
+        arrays = encoder_outputs(dataset, split, config.encoder, kind=head_input,
+                                 device=config.train.device)
         inputs[split] = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
         in_dim = int(next(iter(arrays.values())).shape[-1])
     y: dict[str, torch.Tensor | None] = {}
@@ -418,7 +419,8 @@ def run_trial(
         val_metrics = evaluator.metrics(model, "val", tune=True)
         if "loss" in metric_names:
             val_metrics["loss"] = _split_loss(model, criterion, data, "val", device)
-        val_metrics["train_seconds"] = time.perf_counter() - started
+        if "train_seconds" in metric_names:
+            val_metrics["train_seconds"] = time.perf_counter() - started
         values = [float(val_metrics[name]) for name in metric_names]  # type: ignore[arg-type]
         for name, v in zip(metric_names, values, strict=True):
             curves[f"val_{name}"].append(v)

@@ -54,11 +54,16 @@ class MiniLMEncoder(TextEncoder):
     def model(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         device = resolve_device(self.device)
         key = (str(minilm_path()), device)
         with _models_lock:
             if key not in _models:
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+                hf_logging.set_verbosity_error()
 
                 _models[key] = SentenceTransformer(str(minilm_path()), device=device)
             model = _models[key]
