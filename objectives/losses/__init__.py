@@ -24,7 +24,7 @@ from objectives.losses.balanced import (
     RebalancedFocalLoss,
     balanced_bce,
 )
-from objectives.losses.base import CONTEXT_ARGS, Batch, BaseLoss
+from objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
 from objectives.losses.ce import CrossEntropyLoss
 from objectives.losses.weighted_sum import WeightedSum, term_names
 

@@ -24,8 +24,11 @@ Reference behaviour kept on purpose (and tested against the reference values):
 * in NTR-FL there is no weight, so negatives are not divided by ``lam`` (unlike the paper's
   eq. 6).
 
-Changed on purpose: the bias is not added in place to the caller's logits, and class counts are
-clamped to ``[1, N-1]`` for the bias so that absent classes give a finite value.
+Changed on purpose: the bias is not added in place to the caller's logits; class counts are
+clamped to ``>= 1`` for the weights and to ``[1, N-1]`` for the bias, so that a class absent from
+the training split (common in small subsets) gives finite values instead of the reference's
+inf/NaN; the rebalancing weight of a document without positive labels is ``alpha + 1`` (its
+ratio is infinite) even for ``beta = 0``, where the reference computes ``0 * inf = NaN``.
 
 References:
     Huang, Giledereli, Köksal, Özgür, Ozkirimli. Balancing Methods for Multi-label Text
@@ -45,7 +48,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from objectives.losses.base import Batch, BaseLoss, check
+from objectives.losses.base import BaseLoss, Batch, check
 from objectives.losses.parts import (
     class_balanced_weight,
     focal_factor,
@@ -142,6 +145,11 @@ class BalancedBCELoss(BaseLoss):
                 )
             counts = torch.as_tensor(class_counts, dtype=torch.float32)
             check(counts.ndim == 1, "class_counts is a vector", shape=tuple(counts.shape))
+            check(bool((counts >= 0).all()), "every class_count >= 0",
+                  class_counts=counts.tolist())
+            # A class absent from the training split (n_c = 0) counts as 1, the rarest possible
+            # class: the reference gives inf/NaN weights there (Huang et al. code, 1/n_c).
+            counts = counts.clamp_min(1.0)
         else:
             counts = torch.zeros(0)
         self._weighting = weighting
@@ -163,8 +171,7 @@ class BalancedBCELoss(BaseLoss):
         if weighting == "rebalance":
             check(map_alpha >= 0, "alpha >= 0", alpha=map_alpha)
             check(map_beta >= 0, "beta >= 0", beta=map_beta)
-            check(counts.numel() == 0 or bool((counts > 0).all()), "every class_count > 0",
-                  class_counts=counts.tolist())
+            check(map_mu >= 0, "mu >= 0", mu=map_mu)
         if ntr:
             check(kappa >= 0, "kappa >= 0", kappa=kappa)
             check(lam > 0, "lam > 0", lam=lam)
@@ -197,16 +204,26 @@ class BalancedBCELoss(BaseLoss):
 
 
 class BCELoss(BalancedBCELoss):
-    """Binary cross-entropy with logits, mean over all ``B*C`` entries.
+    """Binary cross-entropy with logits (BCE), mean over all ``B*C`` entries.
 
-    ``L = -mean_{b,c} [ y log sigmoid(z) + (1-y) log(1 - sigmoid(z)) ]``
+    ``L = -loss_weight * mean_{b,c} [ y log sigmoid(z) + (1-y) log(1 - sigmoid(z)) ]``
 
     Args:
         loss_weight: constant factor (a pure scale; with Adam it changes little).
 
-    Inputs: ``outputs.logits`` ``(B, C)``; multi-hot targets (one-hot for single-label data).
-    Relations: ``focal`` down-weights easy entries; ``db`` adds rebalancing and NTR.
-    Example: ``BCELoss()(outputs, batch)``.
+    References:
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712 (the BCE baseline of Tables 2-3).
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets (one-hot for single-label data).
+
+    Relations:
+        ``focal`` down-weights easy entries; ``db`` adds rebalancing and NTR. For single-label
+        data ``ce`` is the usual choice; BCE on one-hot long-tailed targets converges slowly.
+
+    Example:
+        ``BCELoss()(outputs, batch)`` or ``BCELoss().compute(logits, multi_hot)``.
     """
 
     name = "bce"
@@ -222,16 +239,29 @@ class BCELoss(BalancedBCELoss):
 class FocalLoss(BalancedBCELoss):
     """Focal loss (FL) as in the balanced-loss reference code.
 
-    ``L = mean_{b,c} alpha_t (1 - p_t)**gamma BCE(z, y)``, ``p_t = exp(-BCE)``,
+    ``L = loss_weight * mean_{b,c} alpha_t (1 - p_t)**gamma BCE(z, y)``, ``p_t = exp(-BCE)``,
     ``alpha_t = focal_alpha`` on positives and ``1 - focal_alpha`` on negatives.
 
     Args:
         gamma: focusing exponent, ``>= 0`` (paper: 2).
-        focal_alpha: 0.5 in the reference (a constant halving, see module docs); None drops it.
-        loss_weight: constant factor.
+        focal_alpha: 0.5 in the reference, which makes ``alpha_t = 1/2`` everywhere (a constant
+            halving, not a class balance); None drops the factor.
+        loss_weight: constant factor (paper: 1).
 
-    Inputs: ``outputs.logits``; multi-hot targets. Relations: ``gamma = 0`` with
-    ``focal_alpha=None`` is ``bce``.
+    References:
+        Lin et al. Focal Loss for Dense Object Detection. ICCV 2017. arXiv:1708.02002
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets.
+
+    Relations:
+        ``gamma = 0`` with ``focal_alpha=None`` is ``bce``; with the reference alpha it is
+        ``0.5 * bce``. ``cb``, ``r_focal`` and ``db`` add weights to it.
+
+    Example:
+        ``FocalLoss(gamma=2.0).compute(logits, multi_hot)``.
     """
 
     name = "focal"
@@ -247,14 +277,33 @@ class FocalLoss(BalancedBCELoss):
 
 
 class ClassBalancedLoss(BalancedBCELoss):
-    """Class-balanced focal loss (CB): focal loss weighted by ``(1 - beta) / (1 - beta**n_c)``.
+    """Class-balanced focal loss (CB): focal loss weighted per class by the effective number.
+
+    ``L = loss_weight * mean_{b,c} w_c alpha_t (1 - p_t)**gamma BCE(z, y)``,
+    ``w_c = (1 - beta) / (1 - beta**n_c)`` (same weight for positives and negatives).
 
     Args:
         beta: effective-number parameter in ``[0, 1)`` (paper: 0.9); 0 gives unit weights.
-        gamma: focal exponent (paper: 2). focal_alpha: 0.5 (reference).
-        loss_weight: 10 on Reuters in the paper.
+        gamma: focal exponent (paper: 2).
+        focal_alpha: 0.5 (reference; see ``focal``).
+        loss_weight: 10 on Reuters in the paper (5 on PubMed).
 
-    Needs the training split's class counts. Inputs: ``outputs.logits``; multi-hot targets.
+    References:
+        Cui et al. Class-Balanced Loss Based on Effective Number of Samples. CVPR 2019.
+        arXiv:1901.05555
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets; ``class_counts`` of the training
+        split (filled by the trainer).
+
+    Relations:
+        ``beta = 0`` with ``loss_weight=1`` is ``focal``. Per-class constant weights cancel
+        under Adam for a per-class linear head; ``cb_ntr`` adds NTR.
+
+    Example:
+        ``ClassBalancedLoss(class_counts=[100, 10, 2]).compute(logits, multi_hot)``.
     """
 
     name = "cb"
@@ -280,14 +329,32 @@ class ClassBalancedLoss(BalancedBCELoss):
 class RebalancedFocalLoss(BalancedBCELoss):
     """Rebalanced focal loss (R-FL): focal loss weighted by ``alpha + sigmoid(beta (r - mu))``.
 
-    ``r_bc = (1/n_c) / sum_{j in pos(b)} 1/n_j`` compares the class-level and instance-level
-    sampling frequencies (Wu et al. 2020).
+    ``L = loss_weight * mean_{b,c} r̂_bc alpha_t (1 - p_t)**gamma BCE(z, y)``, with
+    ``r_bc = (1/n_c) / sum_{j in pos(b)} 1/n_j`` (class-level over instance-level sampling
+    frequency) and ``r̂ = alpha + sigmoid(beta (r - mu))``.
 
     Args:
         alpha: smoothing floor of the weight (paper: 0.1).
         beta: steepness (paper: 10).
         mu: centre; Reuters 0.9, PubMed 0.05 (mean/median of ``r`` over positive pairs).
-        gamma: focal exponent (2). focal_alpha: 0.5 (reference). loss_weight: 1.
+        gamma: focal exponent (paper: 2).
+        focal_alpha: 0.5 (reference).
+        loss_weight: constant factor (paper: 1).
+
+    References:
+        Wu et al. Distribution-Balanced Loss for Multi-Label Classification in Long-Tailed
+        Datasets. ECCV 2020. arXiv:2007.09654
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets; ``class_counts`` (trainer).
+
+    Relations:
+        ``db`` is R-FL plus NTR.
+
+    Example:
+        ``RebalancedFocalLoss(class_counts=counts).compute(logits, multi_hot)``.
     """
 
     name = "r_focal"
@@ -315,12 +382,31 @@ class RebalancedFocalLoss(BalancedBCELoss):
 class NTRFocalLoss(BalancedBCELoss):
     """Negative-tolerant focal loss (NTR-FL): focal loss on NTR-regularised logits.
 
-    ``z' = z + b`` on positives, ``lam (z + b)`` on negatives, ``b_c = -kappa log(N/n_c - 1)``.
-    No weight, so negatives are not divided by ``lam`` (reference behaviour).
+    ``L = loss_weight * mean_{b,c} alpha_t (1 - p_t)**gamma BCE(z', y)`` with ``z' = z + b`` on
+    positives, ``z' = lam (z + b)`` on negatives and ``b_c = -kappa log(N/n_c - 1)``. There is
+    no weight, so negatives are not divided by ``lam`` (reference behaviour, unlike eq. 6).
 
     Args:
-        kappa: prior-bias scale (paper: 0.05). lam: negative logit scale (paper: 2).
-        gamma: focal exponent (2). focal_alpha: 0.5. loss_weight: 1 (Reuters).
+        kappa: prior-bias scale (paper: 0.05).
+        lam: negative logit scale (paper: 2).
+        gamma: focal exponent (paper: 2).
+        focal_alpha: 0.5 (reference).
+        loss_weight: 1 on Reuters (0.5 on PubMed).
+
+    References:
+        Wu et al. ECCV 2020. arXiv:2007.09654
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets; ``class_counts`` and ``num_train``
+        (trainer).
+
+    Relations:
+        ``kappa = 0, lam = 1`` is ``focal``; ``db`` adds rebalanced weights.
+
+    Example:
+        ``NTRFocalLoss(class_counts=counts, num_train=200).compute(logits, multi_hot)``.
     """
 
     name = "ntr_focal"
@@ -348,10 +434,30 @@ class NTRFocalLoss(BalancedBCELoss):
 class DBNoFocalLoss(BalancedBCELoss):
     """Distribution-balanced loss without focal modulation (DB-0FL): rebalanced weights + NTR.
 
+    ``L = loss_weight * mean_{b,c} w'_bc BCE(z', y)``, ``w' = r̂`` on positives and ``r̂/lam`` on
+    negatives, ``z'`` as in ``ntr_focal``, ``r̂`` as in ``r_focal``.
+
     Args:
-        alpha, beta, mu: rebalancing map (0.1, 10, 0.9 on Reuters).
-        kappa, lam: NTR (0.05, 2).
+        alpha: rebalancing floor (paper: 0.1).
+        beta: rebalancing steepness (paper: 10).
+        mu: rebalancing centre (Reuters 0.9).
+        kappa: prior-bias scale (paper: 0.05).
+        lam: negative logit scale (paper: 2).
         loss_weight: 0.5 in the paper.
+
+    References:
+        Wu et al. ECCV 2020. arXiv:2007.09654
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets; ``class_counts`` and ``num_train``.
+
+    Relations:
+        ``db`` with ``gamma = 0``, ``focal_alpha=None`` and the same ``loss_weight``.
+
+    Example:
+        ``DBNoFocalLoss(class_counts=counts, num_train=200).compute(logits, multi_hot)``.
     """
 
     name = "db_no_focal"
@@ -380,9 +486,30 @@ class DBNoFocalLoss(BalancedBCELoss):
 class CBNTRLoss(BalancedBCELoss):
     """Class-balanced focal loss with negative-tolerant regularisation (CB-NTR).
 
+    ``L = loss_weight * mean_{b,c} w'_bc alpha_t (1 - p'_t)**gamma BCE(z', y)`` with the class
+    weight ``w_c`` of ``cb`` (divided by ``lam`` on negatives) and ``z'`` of ``ntr_focal``.
+
     Args:
-        beta: CB effective-number parameter (0.9). kappa, lam: NTR (0.05, 2).
-        gamma: focal exponent (2). focal_alpha: 0.5. loss_weight: 10.
+        beta: CB effective-number parameter (paper: 0.9).
+        kappa: prior-bias scale (paper: 0.05).
+        lam: negative logit scale (paper: 2).
+        gamma: focal exponent (paper: 2).
+        focal_alpha: 0.5 (reference).
+        loss_weight: 10 in the paper.
+
+    References:
+        Cui et al. CVPR 2019. arXiv:1901.05555
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets; ``class_counts`` and ``num_train``.
+
+    Relations:
+        Best overall micro-F1 in Huang et al. Table 2; ``cb`` without NTR.
+
+    Example:
+        ``CBNTRLoss(class_counts=counts, num_train=200).compute(logits, multi_hot)``.
     """
 
     name = "cb_ntr"
@@ -411,17 +538,34 @@ class CBNTRLoss(BalancedBCELoss):
 class DistributionBalancedLoss(BalancedBCELoss):
     """Distribution-balanced loss (DB): rebalanced weights + NTR + focal modulation.
 
-    Per entry, with ``q = sigmoid(z + b)`` on positives and ``sigmoid(lam (z + b))`` on
-    negatives: positives ``-1/2 r̂ (1-q)**gamma log q``; negatives
-    ``-1/2 (r̂/lam) q**gamma log(1-q)``; averaged over ``B*C``.
+    ``L = loss_weight * mean_{b,c} l_bc``; with ``q = sigmoid(z + b)`` on positives and
+    ``q = sigmoid(lam (z + b))`` on negatives: positives ``l = -1/2 r̂ (1-q)**gamma log q``,
+    negatives ``l = -1/2 (r̂/lam) q**gamma log(1-q)`` (the 1/2 is the reference focal alpha).
 
     Args:
-        alpha, beta, mu: rebalancing map (0.1, 10, 0.9 on Reuters; mu 0.05 on PubMed).
-        kappa, lam: NTR (0.05, 2).
-        gamma: focal exponent (2). focal_alpha: 0.5. loss_weight: 1.
+        alpha: rebalancing floor (paper: 0.1).
+        beta: rebalancing steepness (paper: 10).
+        mu: rebalancing centre (Reuters 0.9; PubMed 0.05).
+        kappa: prior-bias scale (paper: 0.05).
+        lam: negative logit scale (paper: 2).
+        gamma: focal exponent (paper: 2).
+        focal_alpha: 0.5 (reference).
+        loss_weight: 1 in the paper.
 
-    Needs the training split's class counts and size. Inputs: ``outputs.logits``; multi-hot
-    targets. Relations: best tail-class F1 in Huang et al. Table 2 (Reuters macro-F1 64.47).
+    References:
+        Wu et al. ECCV 2020. arXiv:2007.09654
+        Huang et al. Balancing Methods for Multi-label Text Classification with Long-Tailed
+        Class Distribution. EMNLP 2021. arXiv:2109.04712
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; multi-hot targets; ``class_counts`` and ``num_train``.
+
+    Relations:
+        Best tail-class F1 in Huang et al. Table 2 (Reuters macro-F1 64.47); ``db_no_focal``
+        without the focal factor, ``r_focal`` without NTR.
+
+    Example:
+        ``DistributionBalancedLoss(class_counts=counts, num_train=200)(outputs, batch)``.
     """
 
     name = "db"

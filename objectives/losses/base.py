@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from objectives._checks import check
+from objectives._checks import check  # noqa: F401 - re-exported for loss modules
 from objectives.models.outputs import ModelOutputs
 
 #: Constructor arguments filled from the training data, never searched or exported as knobs.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from objectives.losses.base import Batch, BaseLoss, check
+from objectives.losses.base import BaseLoss, Batch, check
 from objectives.models.outputs import ModelOutputs
 
 
@@ -30,7 +30,8 @@ class CrossEntropyLoss(BaseLoss):
 
     def __init__(self, *, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        check(0 <= label_smoothing < 1, "0 <= label_smoothing < 1", label_smoothing=label_smoothing)
+        check(0 <= label_smoothing < 1, "0 <= label_smoothing < 1",
+              label_smoothing=label_smoothing)
         self.label_smoothing = label_smoothing
 
     def compute(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from objectives.losses.base import Batch, BaseLoss, check
+from objectives.losses.base import BaseLoss, Batch, check
 from objectives.models.outputs import ModelOutputs
 
 
@@ -50,7 +50,9 @@ class WeightedSum(nn.Module):
             if isinstance(value, Mapping):
                 missing = set(loss.sub_terms) - set(value)
                 if missing:
-                    raise ValueError(f"loss {loss.name!r} did not return term(s) {sorted(missing)}")
+                    raise ValueError(
+                        f"loss {loss.name!r} did not return term(s) {sorted(missing)}"
+                    )
                 for sub in loss.sub_terms:
                     terms[f"{loss.name}.{sub}"] = value[sub]
             else:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def init_bias_from_counts(class_counts: torch.Tensor, num_train: int, kappa: float) -> torch.Tensor:
+def init_bias_from_counts(
+    class_counts: torch.Tensor, num_train: int, kappa: float
+) -> torch.Tensor:
     """Class-prior logit bias ``b_c = -kappa * log(N / n_c - 1)``, shape ``(C,)``.
 
     Equivalent to ``kappa * logit(p_c)`` with ``p_c = n_c / N``. Counts are clamped to
