@@ -253,7 +253,8 @@ class SearchSpace:
         return d.value if isinstance(d, FixedDist) else d.choices[0]  # type: ignore[union-attr]
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.describe(), sort_keys=True).encode()).hexdigest()[:16]
+        blob = json.dumps(self.describe(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     def describe(self) -> list[dict[str, Any]]:
         """JSON-able rows: name, distribution, condition (stored on the study for diffs)."""

@@ -175,6 +175,17 @@ def _prepare_sqlite(url: str) -> None:
             con.execute("PRAGMA journal_mode=WAL")
 
 
+def parallel_hint(url: str, workers: int) -> str | None:
+    """A one-line hint when several worker processes will share ``url`` (None when fine)."""
+    if workers <= 1 or backend_of(url) != "sqlite":
+        return None
+    return (
+        f"note: {workers} worker processes share the SQLite file {mask_url(url)} (WAL mode, "
+        "busy timeout); it works on one machine, but for many workers or several machines use "
+        "PostgreSQL: --storage postgresql://USER@HOST/DB"
+    )
+
+
 _memory_storages: dict[str, object] = {}
 _memory_lock = threading.Lock()
 
@@ -183,7 +194,8 @@ def get_storage(url: str, settings: StorageSettings | None = None):  # noqa: ANN
     """An Optuna storage for ``url`` (``"memory"`` gives one process-wide in-memory storage).
 
     RDB storages get ``pool_pre_ping``, the heartbeat, the grace period and
-    ``RetryHeartbeatStaleTrialCallback(max_retry)`` (Optuna 5's ``heartbeat_stale_trial_callback``).
+    ``RetryHeartbeatStaleTrialCallback(max_retry)`` (Optuna 5's
+    ``heartbeat_stale_trial_callback``).
     """
     import optuna
     from optuna.exceptions import ExperimentalWarning
@@ -299,6 +311,7 @@ __all__ = [
     "get_storage",
     "mask_url",
     "normalise_url",
+    "parallel_hint",
     "resolve_storage_url",
     "sqlite_path",
     "url_password",

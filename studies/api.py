@@ -85,12 +85,10 @@ def run_study(
     ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
     after that time. Ctrl-C stops after the current trial.
     """
-    from rich.console import Console
-
     from studies.launchers import get_launcher
-    from studies.progress import StudyProgress
+    from studies.progress import StudyProgress, make_console
 
-    console = console or Console()
+    console = console or make_console()
     url = _url(storage, spec)
     budget = n_trials if n_trials is not None else spec.n_trials
     if budget < 1:

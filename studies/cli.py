@@ -58,12 +58,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from studies.progress import make_console
 
-    console = Console(highlight=False)
-    if not console.is_terminal:  # logs and CliRunner: do not wrap at 80 columns
-        console = Console(highlight=False, width=160, soft_wrap=True)
-    return console
+    return make_console()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -92,7 +92,7 @@ def export_document(study: optuna.Study, trial: FrozenTrial, *, storage_url: str
 
 
 def write_yaml_atomic(path: Path, document: dict, *, force: bool = False) -> None:
-    """Write ``document`` to ``path`` via a temporary file; refuse to overwrite unless ``force``."""
+    """Write ``document`` to ``path`` via a temporary file; never overwrite unless ``force``."""
     if path.exists() and not force:
         raise ExportError(f"{str(path)!r} already exists; pass --force to overwrite it")
     if path.is_dir():

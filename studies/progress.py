@@ -37,6 +37,14 @@ class _Field(ProgressColumn):
         return Text(str(task.fields.get(self.key, "")))
 
 
+def make_console() -> Console:
+    """A console for humans; logs and captured output get long lines instead of 80 columns."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160, soft_wrap=True)
+    return console
+
+
 def best_text(study: optuna.Study, metric_names: list[str]) -> str:
     if len(study.directions) > 1:
         try:

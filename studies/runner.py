@@ -113,7 +113,13 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
         directions=spec.directions,
         load_if_exists=True,
     )
-    study.set_metric_names(spec.metric_names)
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names(spec.metric_names)
     study.set_user_attr("study_file", scrub_text(study_text, url))
     study.set_user_attr("space_fingerprint", space.fingerprint())
     study.set_user_attr("space", space.describe())
@@ -206,7 +212,8 @@ def count_states(study: optuna.Study) -> dict[TrialState, int]:
 
 
 def counted_failures(study: optuna.Study) -> int:
-    """FAIL trials whose objective raised (stale trials of dead workers are retried, not counted)."""
+    """FAIL trials whose objective raised (stale trials of dead workers are retried, not
+    counted)."""
     return sum(
         1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
         if "fail_reason" in t.user_attrs
@@ -228,7 +235,9 @@ def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
 
     A RUNNING trial is stale when its worker ran on this host and its process is gone, or when
     it has not been heartbeating (Optuna's own check), or when it has no heartbeat at all and
-    started more than ``grace_period`` seconds ago.
+    started more than ``grace_period`` seconds ago. Ray Tune trials (ask/tell: no heartbeat) are
+    owned by their Tune driver (:data:`TUNE_OWNER_ATTR`): stale when that driver ran on this
+    host and is gone; never while it lives; by the no-heartbeat rule when it ran elsewhere.
     """
     storage = study._storage
     import warnings
@@ -245,8 +254,14 @@ def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
     heartbeats = _heartbeat_trial_ids(storage, study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = str(trial.user_attrs.get("worker", ""))
+        owner = tune_owner(trial)
         dead_here = False
-        if ":" in worker:
+        if owner is not None:
+            if owner[0] == host:
+                if _pid_alive(owner[1]):
+                    continue  # a live Tune run on this host still owns it
+                dead_here = True
+        elif ":" in worker:
             w_host, w_pid = worker.rsplit(":", 1)
             dead_here = w_host == host and w_pid.isdigit() and not _pid_alive(int(w_pid))
         silent = (
@@ -258,17 +273,35 @@ def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
         if not (dead_here or silent):
             continue
         try:
+            storage.set_trial_user_attr(
+                trial._trial_id, "stale_reason",
+                ("Ray Tune driver died" if owner else "worker process died") if dead_here
+                else "no heartbeat",
+            )
             if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                storage.set_trial_user_attr(
-                    trial._trial_id, "stale_reason",
-                    "worker process died" if dead_here else "no heartbeat",
-                )
                 failed.append(trial.number)
                 if callback is not None:
                     callback(study, storage.get_trial(trial._trial_id))
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
     return failed
+
+
+#: User attribute marking a trial asked by a Ray Tune driver: ``"HOST:PID:NUMBER"``. The trial
+#: number guards against copies: Optuna's retry callback copies user attributes to the retry.
+TUNE_OWNER_ATTR = "tune_owner"
+
+
+def tune_owner(trial: optuna.trial.FrozenTrial) -> tuple[str, int] | None:
+    """``(host, pid)`` of the Ray Tune driver that owns ``trial``, else None."""
+    value = trial.user_attrs.get(TUNE_OWNER_ATTR)
+    if not isinstance(value, str) or value.count(":") < 2:
+        return None
+    rest, number = value.rsplit(":", 1)
+    host, pid = rest.rsplit(":", 1)
+    if not (pid.isdigit() and number.isdigit()) or int(number) != trial.number:
+        return None
+    return host, int(pid)
 
 
 def _heartbeat_trial_ids(storage: Any, study: optuna.Study) -> set[int] | None:
@@ -310,6 +343,27 @@ class StopFlag:
         return self.event.is_set()
 
 
+class _Claim:
+    """The budget lock, released exactly once: when the claimed trial has started, or on exit."""
+
+    def __init__(self, url: str, study_name: str) -> None:
+        self._lock = storage_pkg.budget_lock(url, study_name)
+        self._held = False
+
+    def __enter__(self) -> _Claim:
+        self._lock.__enter__()
+        self._held = True
+        return self
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._lock.__exit__(None, None, None)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 def run_worker(
     spec: StudySpec,
     url: str,
@@ -319,10 +373,14 @@ def run_worker(
     stop: StopFlag | None = None,
     deadline: float | None = None,
     on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    wait_running: bool = False,
 ) -> dict[str, Any]:
     """One worker's loop: claim a trial under the budget lock, run it, repeat.
 
     Used by the local launcher in-process and by Ray workers in their own processes.
+    ``wait_running`` (several workers): when the budget is claimed but not yet finished, wait
+    for the other workers' RUNNING trials instead of leaving, since one of them may still fail
+    (or go stale) and need a replacement; heartbeat-stale trials are failed (and retried) here.
     """
     from objectives.objective import Objective
     from studies.optuna_parts import make_pruner, make_sampler
@@ -331,7 +389,7 @@ def run_worker(
         from objectives.plugins import import_plugin_modules
 
         import_plugin_modules(spec.plugins)
-    stop = stop or StopFlag()
+    stop = StopFlag() if stop is None else stop
     storage = open_storage(url, spec)
     study = optuna.load_study(
         study_name=spec.name,
@@ -354,35 +412,39 @@ def run_worker(
         if counted_failures(study) >= spec.max_failures:
             reason = f"max_failures ({spec.max_failures}) failed trials reached"
             break
-        lock = storage_pkg.budget_lock(url, spec.name)
-        lock.__enter__()
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                lock.__exit__(None, None, None)
-
-        try:
+        with _Claim(url, spec.name) as claim:
             counts = count_states(study)
-            if counts[TrialState.COMPLETE] + counts[TrialState.PRUNED] + counts[
-                TrialState.RUNNING
-            ] >= n_trials:
-                release()
-                break
+            claimed = (counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+                       + counts[TrialState.RUNNING])
+            if claimed >= n_trials:
+                if not wait_running or claimed - counts[TrialState.RUNNING] >= n_trials:
+                    break
+                claim.release()
+                _fail_heartbeat_stale(study)
+                time.sleep(1.0)
+                continue
 
-            def wrapped(trial: optuna.Trial) -> Any:
-                release()  # the trial exists (RUNNING) now: others may claim the next one
+            def wrapped(trial: optuna.Trial, claim: _Claim = claim) -> Any:
+                claim.release()  # the trial exists (RUNNING) now: others may claim the next one
                 return objective(trial)
 
-            callbacks = [lambda s, t: on_trial_end(s, t)] if on_trial_end else []
-            study.optimize(wrapped, n_trials=1, catch=(Exception,), callbacks=callbacks,
+            study.optimize(wrapped, n_trials=1, catch=(Exception,),
+                           callbacks=[on_trial_end] if on_trial_end else [],
                            gc_after_trial=False)
             started += 1
-        finally:
-            release()
     return {"started": started, "reason": reason, "pid": os.getpid()}
+
+
+def _fail_heartbeat_stale(study: optuna.Study) -> None:
+    """Optuna's own check: fail (and retry) RUNNING trials whose heartbeat is older than the
+    grace period. Safe while other workers run: it never touches a live trial."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def install_sigint(stop: StopFlag) -> Callable[[], None]:

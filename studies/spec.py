@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from objectives.config import DataConfig, EncoderConfig
 
@@ -278,7 +285,9 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = None)
     model = model or StudySpec
     lines = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(
+            p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        )
         path = _loc_text(loc)
         if err["type"] == "extra_forbidden":
             owner = _model_at(model, loc)
@@ -306,7 +315,9 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = None)
 def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     """Validate a study given as a dict (the Python API's entry point)."""
     if not isinstance(data, dict):
-        raise StudyFileError(f"{source}: a study file must be a YAML mapping, got {type(data).__name__}")
+        raise StudyFileError(
+            f"{source}: a study file must be a YAML mapping, got {type(data).__name__}"
+        )
     try:
         return StudySpec.model_validate(data)
     except ValidationError as exc:

@@ -81,8 +81,11 @@ def tiny_study(**overrides: Any) -> dict[str, Any]:
 
 def r8_small_study(**overrides: Any) -> dict[str, Any]:
     """A study dict on the small real R8 subset with real MiniLM embeddings."""
-    return tiny_study(data=R8_SMALL, encoder={"name": "minilm", "max_length": 128},
-                      **overrides)
+    study = tiny_study(data=R8_SMALL, encoder={"name": "minilm", "max_length": 128},
+                       space={"train.epochs": {"low": 10, "high": 20},
+                              "train.lr": {"low": 0.03, "high": 0.3, "log": True}})
+    study.update(overrides)
+    return study
 
 
 def chromium_paths() -> tuple[str | None, str | None]:

@@ -1,0 +1,53 @@
+"""A test plugin loss whose knob makes a trial succeed, produce NaN or raise.
+
+Listed under ``plugins:`` in test study files, so that failures can be injected into real trials
+in any process (local or Ray workers) without monkeypatching.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from objectives.losses import BaseLoss, Batch, register_loss
+from objectives.models.outputs import ModelOutputs
+from search_spaces import CategoricalDist, register_loss_space
+
+
+class FaultyLoss(BaseLoss):
+    """Softmax cross-entropy that can be told to fail.
+
+    ``L = CE(z, y)`` when ``mode == "ok"``; NaN when ``mode == "nan"``; raises when
+    ``mode == "raise"``.
+
+    Args:
+        mode: "ok", "nan" or "raise".
+
+    References:
+        none (a test fixture).
+    """
+
+    name = "faulty"
+    display_name = "Faulty"
+    targets = "index"
+    single_label_only = True
+
+    def __init__(self, *, mode: str = "ok") -> None:
+        super().__init__()
+        if mode not in ("ok", "nan", "raise"):
+            raise ValueError(f"mode must be ok, nan or raise, but got {mode!r}")
+        self.mode = mode
+
+    def compute(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.mode == "raise":
+            raise RuntimeError("faulty loss raised on purpose")
+        loss = F.cross_entropy(logits, labels)
+        return loss * float("nan") if self.mode == "nan" else loss
+
+    def forward(self, outputs: ModelOutputs, batch: Batch) -> torch.Tensor:
+        assert batch.y is not None
+        return self.compute(outputs.logits, batch.y)
+
+
+register_loss(FaultyLoss, overwrite=True)
+register_loss_space("faulty", {"mode": CategoricalDist(("ok", "nan", "raise"))})

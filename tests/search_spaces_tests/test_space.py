@@ -1,0 +1,132 @@
+"""The search-space compiler: conditional parameters, overrides, fixed values, round trips."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from search_spaces import FixedDist, FloatDist, SearchSpace, SpaceError, diff_spaces
+
+TEMPLATE = {"data": {"name": "synthetic"}, "encoder": {"name": "hashing"},
+            "train": {"seed": 3, "threads": 1}}
+
+
+def build(**kw: object) -> SearchSpace:
+    return SearchSpace.build(losses=["ce", "bce", "focal"], **kw)  # type: ignore[arg-type]
+
+
+def test_parameter_names_are_a_stable_schema() -> None:
+    # Renaming any of these breaks every stored study that resumes: change on purpose only.
+    assert build().names() == [
+        "loss.name",
+        "loss.ce.label_smoothing",
+        "loss.focal.gamma",
+        "model.dropout",
+        "train.lr",
+        "train.weight_decay",
+        "train.epochs",
+        "train.batch_size",
+    ]
+
+
+def test_conditional_parameters_exist_only_with_their_loss() -> None:
+    space = build()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: dict[str, set[str]] = {}
+    for _ in range(30):
+        trial = study.ask()
+        values = space.sample(trial)
+        seen.setdefault(values["loss.name"], set()).update(trial.params)
+        study.tell(trial, 0.0)
+    assert "loss.focal.gamma" in seen["focal"] and "loss.ce.label_smoothing" not in seen["focal"]
+    assert "loss.ce.label_smoothing" in seen["ce"] and "loss.focal.gamma" not in seen["ce"]
+    assert not any(p.startswith("loss.") and p != "loss.name" for p in seen["bce"])
+
+
+def test_overrides_range_fixed_and_restricted_choice() -> None:
+    space = build(overrides={
+        "loss.focal.gamma": {"low": 0.5, "high": 3.0},
+        "train.batch_size": 64,
+        "loss.name": ["focal", "bce"],
+        "train.epochs": {"low": 2, "high": 4},
+    })
+    assert space.get("loss.focal.gamma").dist == FloatDist(0.5, 3.0)
+    assert space.get("train.batch_size").dist == FixedDist(64)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        trial = study.ask()
+        values = space.sample(trial)
+        assert values["loss.name"] in ("focal", "bce")
+        assert values["train.batch_size"] == 64 and "train.batch_size" not in trial.params
+        assert 2 <= values["train.epochs"] <= 4
+        if values["loss.name"] == "focal":
+            assert 0.5 <= values["loss.focal.gamma"] <= 3.0
+        study.tell(trial, 0.0)
+
+
+def test_fixed_trial_round_trip_gives_the_same_config() -> None:
+    space = build(overrides={"train.batch_size": 32})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    for _ in range(10):
+        trial = study.ask()
+        config = space.to_config(space.sample(trial), TEMPLATE)
+        study.tell(trial, 0.0)
+        frozen = study.trials[-1]
+        replay = space.to_config(space.sample(optuna.trial.FixedTrial(frozen.params)), TEMPLATE)
+        assert replay == config
+        assert replay.train.batch_size == 32 and replay.train.seed == 3
+
+
+def test_to_config_places_every_value() -> None:
+    space = build()
+    values = {"loss.name": "focal", "loss.focal.gamma": 1.5, "model.dropout": 0.2,
+              "train.lr": 0.01, "train.weight_decay": 1e-4, "train.epochs": 7,
+              "train.batch_size": 32}
+    config = space.to_config(values, TEMPLATE)
+    assert config.loss.terms[0].name == "focal"
+    assert config.loss.terms[0].params == {"gamma": 1.5}
+    assert config.model.params == {"dropout": 0.2}
+    assert (config.train.lr, config.train.epochs, config.train.batch_size) == (0.01, 7, 32)
+
+
+def test_baseline_uses_constructor_defaults() -> None:
+    base = build().baseline("focal")
+    assert base["loss.name"] == "focal" and base["loss.focal.gamma"] == 2.0
+    assert "loss.ce.label_smoothing" not in base
+    # a default outside an overridden range is clipped into it
+    assert build(overrides={"loss.focal.gamma": {"low": 2.5, "high": 3}}).baseline("focal")[
+        "loss.focal.gamma"] == 2.5
+
+
+def test_fingerprint_changes_with_the_space_and_diff_is_readable() -> None:
+    a, b = build(), build(overrides={"train.lr": {"low": 1e-3, "high": 1e-1, "log": True}})
+    assert a.fingerprint() == build().fingerprint()
+    assert a.fingerprint() != b.fingerprint()
+    diff = diff_spaces(a.describe(), b.describe())
+    assert len(diff) == 1 and diff[0].startswith("~ train.lr:") and "0.001" in diff[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.lr": {"low": 0.1, "high": 0.01}}, "`low <= high` must hold"),
+        ({"train.lr": {"low": 0.0, "high": 0.1, "log": True}}, "`low > 0` must hold"),
+        ({"train.epochs": {"low": 1.5, "high": 4}}, "integer"),
+        ({"train.epochs": "ten"}, "takes an integer"),
+        ({"nope.param": 1}, "no such parameter"),
+        ({"train.lr": {"lo": 1, "hi": 2}}, "cannot read override"),
+    ],
+)
+def test_bad_overrides(overrides: dict, message: str) -> None:
+    with pytest.raises(SpaceError, match=message):
+        build(overrides=overrides)
+
+
+def test_unknown_loss_in_choices() -> None:
+    with pytest.raises(SpaceError, match="Unknown loss 'focl'"):
+        SearchSpace.build(losses=["ce", "focl"])
+
+
+def test_loss_both_primary_and_auxiliary_rejected() -> None:
+    with pytest.raises(SpaceError, match="both"):
+        SearchSpace.build(losses=["ce", "bce"], auxiliary=["bce"])
