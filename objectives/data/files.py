@@ -1,0 +1,428 @@
+"""Users' own data (registry name ``files``): CSV, JSONL or Parquet files with a text column and a
+label column, configured through ``data.options`` of a study file.
+
+Splits, in order of precedence:
+
+* ``train`` (+ optional ``val`` and ``test``): one file per split. A missing ``val`` is held out
+  from ``train`` (``val_fraction``), a missing ``test`` likewise (``test_fraction``).
+* ``path`` + ``split_column``: one file whose column says ``train`` / ``val`` / ``test``
+  (``validation``, ``valid`` and ``dev`` also mean ``val``). Without ``val`` rows, validation is
+  held out from ``train``; ``test`` rows are required.
+* ``path`` alone: an automatic stratified split, ``test_fraction`` (default 0.2) to test, then
+  ``val_fraction`` (default 0.1) of the rest to validation, with ``split_seed``.
+
+Labels: single-label by default. Multi-label when ``multilabel: true``, when ``label_delimiter``
+is set (``"sports|politics"``) or when the values are lists (JSONL/Parquet lists, or a JSON list
+in a CSV cell such as ``["sports", "politics"]``); an empty multi-label value means "no label".
+Class names are the sorted labels found in all splits unless ``classes`` gives them (then a
+label outside that list is an error). Held-out splits are stratified (multi-label: by each
+document's rarest label) and every class keeps at least one training document.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from objectives.data.base import Split
+from objectives.data.registry import DEFAULT_SPLIT_SEED, DatasetError, RawDataset
+from objectives.data.splits import split_off
+
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".parquet": "parquet", ".pq": "parquet"}
+SPLIT_VALUES = {"train": "train", "val": "val", "valid": "val", "validation": "val",
+                "dev": "val", "test": "test"}
+FILE_OPTIONS = (
+    "path", "train", "val", "test", "format", "text_column", "label_column", "multilabel",
+    "label_delimiter", "classes", "split_column", "test_fraction", "val_fraction",
+    "split_seed", "csv_delimiter", "encoding",
+)
+
+
+class DataFileError(DatasetError):
+    """A user data file is missing, malformed, or does not match the options."""
+
+
+# ---------------------------------------------------------------------- options
+def _file_format(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in ("csv", "jsonl", "parquet"):
+            raise DataFileError(f"data.options.format must be csv, jsonl or parquet, got {fmt!r}")
+        return fmt
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise DataFileError(
+            f"{path}: cannot tell the format from the extension {path.suffix!r}; set "
+            f"data.options.format to csv, jsonl or parquet (known extensions: {sorted(FORMATS)})"
+        ) from None
+
+
+def _existing(value: Any, key: str) -> Path:
+    if not isinstance(value, (str, Path)) or not str(value):
+        raise DataFileError(f"data.options.{key} must be a file path, got {value!r}")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise DataFileError(f"data.options.{key}: no such file {str(path)!r}{where}")
+    return path
+
+
+def _fraction(options: Mapping[str, Any], key: str, default: float) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise DataFileError(f"data.options.{key} must lie in (0, 1), got {value!r}")
+    return float(value)
+
+
+def _string(options: Mapping[str, Any], key: str, default: str | None) -> str | None:
+    value = options.get(key, default)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise DataFileError(f"data.options.{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def check_file_options(options: Mapping[str, Any]) -> None:
+    """Cheap checks at study-file time: option types, files exist, columns exist."""
+    _resolve(options)
+
+
+def _resolve(options: Mapping[str, Any]) -> dict[str, Any]:
+    if "path" in options and "train" in options:
+        raise DataFileError("data.options: give either `path` (one file) or `train` (one file "
+                            "per split), not both")
+    if "path" not in options and "train" not in options:
+        raise DataFileError("dataset 'files' needs data.options.path (one file) or "
+                            "data.options.train (+ val, test: one file per split)")
+    if "path" in options:
+        for key in ("val", "test"):
+            if key in options:
+                raise DataFileError(f"data.options.{key} needs data.options.train instead of "
+                                    "data.options.path")
+    files = {k: _existing(options[k], k) for k in ("path", "train", "val", "test")
+             if k in options}
+    fmt = _string(options, "format", None)
+    multilabel = options.get("multilabel")
+    if multilabel is not None and not isinstance(multilabel, bool):
+        raise DataFileError(f"data.options.multilabel must be true or false, got {multilabel!r}")
+    delimiter = _string(options, "label_delimiter", None)
+    if delimiter is not None and multilabel is False:
+        raise DataFileError("data.options.label_delimiter splits multi-label values, but "
+                            "data.options.multilabel is false")
+    classes = options.get("classes")
+    if classes is not None:
+        if (not isinstance(classes, Sequence) or isinstance(classes, str) or not classes
+                or not all(isinstance(c, (str, int)) and not isinstance(c, bool)
+                           for c in classes)):
+            raise DataFileError(f"data.options.classes must be a non-empty list of names, "
+                                f"got {classes!r}")
+        names = [str(c) for c in classes]
+        if len(set(names)) != len(names):
+            raise DataFileError(f"data.options.classes has duplicates: {names}")
+    seed = options.get("split_seed", DEFAULT_SPLIT_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataFileError(f"data.options.split_seed must be an integer, got {seed!r}")
+    split_column = _string(options, "split_column", None)
+    if split_column is not None and "path" not in options:
+        raise DataFileError("data.options.split_column needs data.options.path (one file)")
+    resolved = {
+        "files": files,
+        "formats": {k: _file_format(p, fmt) for k, p in files.items()},
+        "text_column": _string(options, "text_column", "text"),
+        "label_column": _string(options, "label_column", "label"),
+        "multilabel": multilabel,
+        "label_delimiter": delimiter,
+        "classes": None if classes is None else tuple(str(c) for c in classes),
+        "split_column": split_column,
+        "test_fraction": _fraction(options, "test_fraction", 0.2),
+        "val_fraction": _fraction(options, "val_fraction", 0.1),
+        "split_seed": seed,
+        "csv_delimiter": _string(options, "csv_delimiter", None),
+        "encoding": _string(options, "encoding", "utf-8"),
+    }
+    needed = [resolved["text_column"], resolved["label_column"]]
+    if split_column:
+        needed.append(split_column)
+    for key, path in files.items():
+        present = _columns(path, resolved["formats"][key], resolved)
+        if present is not None:
+            _require_columns(path, present, needed)
+    return resolved
+
+
+def _require_columns(path: Path, present: Sequence[str], needed: Sequence[str]) -> None:
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise DataFileError(f"{path}: no column(s) {missing}; the columns are {list(present)} "
+                            "(set data.options.text_column / label_column / split_column)")
+
+
+# ---------------------------------------------------------------------- readers
+def _csv_delimiter(path: Path, resolved: Mapping[str, Any]) -> str:
+    if resolved["csv_delimiter"]:
+        return resolved["csv_delimiter"]
+    return "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
+
+
+def _columns(path: Path, fmt: str, resolved: Mapping[str, Any]) -> list[str] | None:
+    """Column names from the header / schema / first record (None for an empty JSONL)."""
+    try:
+        if fmt == "csv":
+            with path.open(encoding=resolved["encoding"], newline="") as handle:
+                header = next(csv.reader(handle, delimiter=_csv_delimiter(path, resolved)), None)
+            if header is None:
+                raise DataFileError(f"{path}: the file is empty (no header row)")
+            return header
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(path).names)
+        with path.open(encoding=resolved["encoding"]) as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    return list(_json_record(path, number, line))
+        return None
+    except DataFileError:
+        raise
+    except ImportError:
+        raise DataFileError(f"{path}: reading Parquet needs pyarrow; install losstune[parquet] "
+                            "(`pip install 'losstune[parquet]'`)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataFileError(f"{path}: cannot read it as {fmt}: {exc}") from None
+
+
+def _json_record(path: Path, number: int, line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataFileError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
+    if not isinstance(record, dict):
+        raise DataFileError(f"{path}: line {number} is not a JSON object")
+    return record
+
+
+def read_table(path: Path, fmt: str, columns: Sequence[str],
+               resolved: Mapping[str, Any]) -> tuple[dict[str, list[Any]], list[int]]:
+    """The wanted columns as lists, plus each row's number for messages (file line for CSV
+    and JSONL data rows counted from 1 after the header, row index + 1 for Parquet)."""
+    present = _columns(path, fmt, resolved)
+    if present is not None:
+        _require_columns(path, present, columns)
+    out: dict[str, list[Any]] = {c: [] for c in columns}
+    numbers: list[int] = []
+    try:
+        if fmt == "csv":
+            with path.open(encoding=resolved["encoding"], newline="") as handle:
+                reader = csv.reader(handle, delimiter=_csv_delimiter(path, resolved))
+                header = next(reader)
+                where = [header.index(c) for c in columns]
+                for number, row in enumerate(reader, 1):
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue  # blank line
+                    if len(row) != len(header):
+                        raise DataFileError(
+                            f"{path}: row {number} has {len(row)} fields, the header "
+                            f"{len(header)}; check data.options.csv_delimiter and quoting")
+                    for c, i in zip(columns, where, strict=True):
+                        out[c].append(row[i])
+                    numbers.append(number)
+        elif fmt == "jsonl":
+            with path.open(encoding=resolved["encoding"]) as handle:
+                for number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    record = _json_record(path, number, line)
+                    missing = [c for c in columns if c not in record]
+                    if missing:
+                        raise DataFileError(
+                            f"{path}: line {number} has no key(s) {missing}; its keys are "
+                            f"{list(record)}")
+                    for c in columns:
+                        out[c].append(record[c])
+                    numbers.append(number)
+        else:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path, columns=list(columns))
+            for c in columns:
+                out[c] = table.column(c).to_pylist()
+            numbers = list(range(1, table.num_rows + 1))
+    except DataFileError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataFileError(f"{path}: cannot read it as {fmt}: {exc}") from None
+    return out, numbers
+
+
+# ---------------------------------------------------------------------- values
+def _scalar_label(value: Any) -> str | None:
+    """A label as a class name; None when it cannot be one."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return None
+
+
+def _parse_labels(value: Any, *, multilabel: bool, delimiter: str | None) -> list[str] | None:
+    """The labels of one row; None when the value cannot be parsed."""
+    if not multilabel:
+        label = _scalar_label(value)
+        return None if label is None else [label]
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                return None
+        elif delimiter is not None:
+            return [p.strip() for p in text.split(delimiter) if p.strip()]
+        else:
+            return [text] if text else []
+    if isinstance(value, (list, tuple)):
+        labels = [_scalar_label(v) for v in value]
+        return None if any(v is None for v in labels) else list(dict.fromkeys(labels))
+    label = _scalar_label(value)
+    return None if label is None else [label]
+
+
+def _is_multilabel(values: Sequence[Any], resolved: Mapping[str, Any]) -> bool:
+    if resolved["multilabel"] is not None:
+        return bool(resolved["multilabel"])
+    if resolved["label_delimiter"] is not None:
+        return True
+    return any(isinstance(v, (list, tuple)) or (isinstance(v, str) and v.strip().startswith("["))
+               for v in values)
+
+
+def _rows(path: Path, fmt: str, resolved: Mapping[str, Any]
+          ) -> tuple[list[str], list[Any], list[int], list[Any] | None]:
+    cols = [resolved["text_column"], resolved["label_column"]]
+    if resolved["split_column"]:
+        cols.append(resolved["split_column"])
+    table, numbers = read_table(path, fmt, cols, resolved)
+    texts = table[cols[0]]
+    for text, number in zip(texts, numbers, strict=True):
+        if not isinstance(text, str) or not text.strip():
+            raise DataFileError(f"{path}: row {number}: the text column "
+                                f"{resolved['text_column']!r} is empty or missing ({text!r})")
+    splits = table[cols[2]] if resolved["split_column"] else None
+    return [t.strip() for t in texts], table[cols[1]], numbers, splits
+
+
+# ---------------------------------------------------------------------- loader
+def load_files(**options: Any) -> RawDataset:
+    """The ``files`` dataset: see the module docstring for the options."""
+    resolved = _resolve(options)
+    files, formats = resolved["files"], resolved["formats"]
+    # (split name or None for "to be split", texts, raw label values, row numbers, path)
+    parts: list[tuple[str | None, list[str], list[Any], list[int], Path]] = []
+    if "path" in files:
+        path = files["path"]
+        texts, values, numbers, split_values = _rows(path, formats["path"], resolved)
+        if split_values is None:
+            parts.append((None, texts, values, numbers, path))
+        else:
+            grouped: dict[str, tuple[list[str], list[Any], list[int]]] = {
+                s: ([], [], []) for s in ("train", "val", "test")}
+            for text, value, number, raw in zip(texts, values, numbers, split_values,
+                                                strict=True):
+                key = SPLIT_VALUES.get(str(raw).strip().lower()) if raw is not None else None
+                if key is None:
+                    raise DataFileError(
+                        f"{path}: row {number}: split column {resolved['split_column']!r} has "
+                        f"{raw!r}; expected one of {sorted(SPLIT_VALUES)}")
+                grouped[key][0].append(text)
+                grouped[key][1].append(value)
+                grouped[key][2].append(number)
+            for key in ("train", "val", "test"):
+                if grouped[key][0] or key != "val":
+                    parts.append((key, *grouped[key], path))
+    else:
+        for key in ("train", "val", "test"):
+            if key in files:
+                parts.append((key, *_rows(files[key], formats[key], resolved)[:3], files[key]))
+    for key, texts, _, _, path in parts:
+        if not texts:
+            what = f"the {key} split" if key else "it"
+            raise DataFileError(f"{path}: {what} has no rows")
+
+    all_values = [v for part in parts for v in part[2]]
+    multilabel = _is_multilabel(all_values, resolved)
+    parsed: list[list[list[str]]] = []
+    for _key, _, values, numbers, path in parts:
+        rows = []
+        for value, number in zip(values, numbers, strict=True):
+            labels = _parse_labels(value, multilabel=multilabel,
+                                   delimiter=resolved["label_delimiter"])
+            if labels is None:
+                kind = "a list or delimited string of labels" if multilabel else "a label"
+                raise DataFileError(
+                    f"{path}: row {number}: cannot read {value!r} in label column "
+                    f"{resolved['label_column']!r} as {kind}")
+            rows.append(labels)
+        parsed.append(rows)
+    seen = sorted({label for rows in parsed for labels in rows for label in labels})
+    if resolved["classes"] is not None:
+        class_names = resolved["classes"]
+        unknown = sorted(set(seen) - set(class_names))
+        if unknown:
+            raise DataFileError(f"label(s) {unknown[:10]} are not in data.options.classes "
+                                f"{list(class_names)}")
+    else:
+        class_names = tuple(seen)
+    if not class_names:
+        raise DataFileError("the label column holds no labels at all")
+    index = {name: i for i, name in enumerate(class_names)}
+
+    def to_split(texts: list[str], rows: list[list[str]]) -> Split:
+        if multilabel:
+            labels = np.zeros((len(rows), len(class_names)), dtype=np.uint8)
+            for i, row in enumerate(rows):
+                labels[i, [index[x] for x in row]] = 1
+        else:
+            labels = np.array([index[row[0]] for row in rows], dtype=np.int64)
+        return Split(tuple(texts), labels)
+
+    splits: dict[str, Split] = {}
+    for (key, texts, _, _, _), rows in zip(parts, parsed, strict=True):
+        splits[key or "all"] = to_split(texts, rows)
+    seed = resolved["split_seed"]
+    notes = []
+    if "all" in splits:
+        splits["train"], splits["test"] = split_off(splits.pop("all"),
+                                                    resolved["test_fraction"], seed)
+        notes.append(f"automatic stratified split: test_fraction {resolved['test_fraction']:g}, "
+                     f"then val_fraction {resolved['val_fraction']:g}, seed {seed}")
+    if "test" not in splits:
+        splits["train"], splits["test"] = split_off(splits["train"],
+                                                    resolved["test_fraction"], seed)
+        notes.append(f"test held out from train: {resolved['test_fraction']:g}, seed {seed}")
+    if "val" not in splits:
+        splits["train"], splits["val"] = split_off(splits["train"],
+                                                   resolved["val_fraction"], seed + 1)
+        notes.append(f"validation held out from train: {resolved['val_fraction']:g}, "
+                     f"seed {seed + 1}")
+    for key in ("train", "val", "test"):
+        if len(splits[key]) == 0:
+            raise DataFileError(f"the {key} split has no rows (too few documents to split "
+                                "them; give more rows or separate split files)")
+    return RawDataset(class_names=tuple(class_names), multilabel=multilabel,
+                      train=splits["train"], val=splits["val"], test=splits["test"],
+                      notes=tuple(notes))
