@@ -159,9 +159,16 @@ class StudyProgress:
                 what = f"FAILED: {reason}"
             else:
                 what = t.state.name.lower()
-            loss = t.params.get("loss.name", "")
+            loss = t.params.get("loss.name") or _config_loss(t.user_attrs.get("config"))
             self.console.print(f"trial {t.number} [{loss}] {what}  ({best})",
                                markup=False, highlight=False)
+
+
+def _config_loss(config: object) -> str:
+    try:
+        return "+".join(term["name"] for term in config["loss"]["terms"])  # type: ignore[index]
+    except (TypeError, KeyError):
+        return ""
 
 
 def eta_seconds(started: float, done: int, remaining: int) -> float:
