@@ -8,12 +8,13 @@ loss (a sigmoid-trained head still predicts its top class); ``threshold`` for mu
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import f1_score
 
 #: metric name -> direction. ``loss`` is the validation loss.
 METRICS: dict[str, str] = {
@@ -46,6 +47,18 @@ class ClassGroups:
 
     head_min: int = 35
     tail_max: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("head_min", "tail_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"`{name} >= 0` must hold for class groups, but got "
+                                 f"{name}={value!r}.")
+        if self.head_min <= self.tail_max:
+            raise ValueError(
+                "`head_min > tail_max` must hold for class groups (head >= head_min, tail <= "
+                f"tail_max), but got head_min={self.head_min}, tail_max={self.tail_max}."
+            )
 
     def assign(self, train_counts: np.ndarray) -> dict[str, np.ndarray]:
         counts = np.asarray(train_counts)
@@ -112,31 +125,63 @@ def classification_metrics(
     multilabel: bool,
     groups: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float | list[float]]:
-    """Accuracy (subset accuracy for multi-label), micro/macro/weighted F1, per-class F1 and,
-    when ``groups`` is given, head/medium/tail micro and macro F1. ``zero_division=0``."""
+    """Scores of one split's predictions (sklearn ``f1_score`` with ``zero_division=0``).
+
+    * ``accuracy``: share of exact matches; for multi-label data that is *subset* accuracy
+      (every label of the document right).
+    * ``micro_f1``, ``weighted_f1``: over all classes.
+    * ``per_class_f1``: one value per class; NaN for a class that is neither true nor predicted
+      anywhere in the split (its F1 is 0/0, undefined).
+    * ``macro_f1``: mean of the defined per-class values, i.e. over the classes that occur in the
+      split's truth or predictions (sklearn's rule for single-label data, applied to
+      multi-label data too), so a class missing from a small split does not count as a zero.
+    * with ``groups`` (``ClassGroups.assign``): ``<group>_micro_f1`` (micro-F1 over the group's
+      classes) and ``<group>_macro_f1`` (mean of the group's defined per-class values) for
+      head, medium and tail. A group with no classes gets no keys; a value that is undefined on
+      this split (no true and no predicted positive in the group) is NaN.
+
+    Single-label predictions of -1 ("no class", from a threshold rule) count as wrong and
+    predict no class.
+    """
     labels = list(range(num_classes))
+    if multilabel:
+        t, p = y_true.astype(np.uint8), y_pred.astype(np.uint8)
+        out: dict[str, float | list[float]] = {"accuracy": float(np.mean(np.all(t == p,
+                                                                               axis=1)))}
+    else:
+        t, p = _one_hot(y_true, num_classes), _one_hot(y_pred, num_classes)
+        out = {"accuracy": float(np.mean(y_true == y_pred))}
+    present = (t.sum(axis=0) + p.sum(axis=0)) > 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if multilabel:
-            t, p = y_true.astype(np.uint8), y_pred.astype(np.uint8)
-            out: dict[str, float | list[float]] = {"accuracy": float(accuracy_score(t, p))}
-        else:
-            t, p = _one_hot(y_true, num_classes), _one_hot(y_pred, num_classes)
-            out = {"accuracy": float(np.mean(y_true == y_pred))}
-        for avg in ("micro", "macro", "weighted"):
+        for avg in ("micro", "weighted"):
             out[f"{avg}_f1"] = float(f1_score(t, p, average=avg, zero_division=0))
-        per_class = f1_score(t, p, average=None, labels=labels, zero_division=0)
-        out["per_class_f1"] = [float(v) for v in per_class]
-        if groups is not None:
-            for name in GROUPS:
-                idx = groups.get(name, np.arange(0))
-                if len(idx) == 0:
-                    continue
-                out[f"{name}_micro_f1"] = float(
-                    f1_score(t[:, idx], p[:, idx], average="micro", zero_division=0)
-                )
-                out[f"{name}_macro_f1"] = float(np.mean(per_class[idx]))
+        per_class = f1_score(t, p, average=None, labels=labels, zero_division=0).astype(float)
+    per_class[~present] = np.nan
+    out["macro_f1"] = _nanmean(per_class)
+    out["per_class_f1"] = [float(v) for v in per_class]
+    if groups is not None:
+        for name in GROUPS:
+            idx = np.asarray(groups.get(name, np.arange(0)), dtype=np.int64)
+            if len(idx) == 0:
+                continue
+            tg, pg = t[:, idx], p[:, idx]
+            tp = float(np.sum(tg & pg))
+            denominator = float(tg.sum() + pg.sum())
+            out[f"{name}_micro_f1"] = 2 * tp / denominator if denominator else math.nan
+            out[f"{name}_macro_f1"] = _nanmean(per_class[idx])
     return out
+
+
+def _nanmean(values: np.ndarray) -> float:
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if len(defined) else math.nan
+
+
+def group_metric_names(groups: dict[str, np.ndarray]) -> list[str]:
+    """The group metrics that ``classification_metrics`` reports for these groups."""
+    return [f"{g}_{kind}_f1" for g in GROUPS if len(groups.get(g, ())) for kind in
+            ("micro", "macro")]
 
 
 def _one_hot(index: np.ndarray, num_classes: int) -> np.ndarray:

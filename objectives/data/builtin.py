@@ -116,6 +116,7 @@ for _info in (
         source="user files",
         loader_options=files.FILE_OPTIONS,
         check=files.check_file_options,
+        tags=("task-from-data",),  # single- or multi-label: decided by the label values
     ),
     DatasetInfo(
         name="reuters21578",

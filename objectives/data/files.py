@@ -208,14 +208,14 @@ def _json_record(path: Path, number: int, line: str) -> dict[str, Any]:
 
 
 def read_table(path: Path, fmt: str, columns: Sequence[str],
-               resolved: Mapping[str, Any]) -> tuple[dict[str, list[Any]], list[int]]:
-    """The wanted columns as lists, plus each row's number for messages (file line for CSV
-    and JSONL data rows counted from 1 after the header, row index + 1 for Parquet)."""
+               resolved: Mapping[str, Any]) -> tuple[dict[str, list[Any]], list[str]]:
+    """The wanted columns as lists, plus where each row is, for messages: ``line N`` of a
+    JSONL file, ``row N`` of a CSV or Parquet file (data rows counted from 1)."""
     present = _columns(path, fmt, resolved)
     if present is not None:
         _require_columns(path, present, columns)
     out: dict[str, list[Any]] = {c: [] for c in columns}
-    numbers: list[int] = []
+    numbers: list[str] = []
     try:
         if fmt == "csv":
             with path.open(encoding=resolved["encoding"], newline="") as handle:
@@ -231,7 +231,7 @@ def read_table(path: Path, fmt: str, columns: Sequence[str],
                             f"{len(header)}; check data.options.csv_delimiter and quoting")
                     for c, i in zip(columns, where, strict=True):
                         out[c].append(row[i])
-                    numbers.append(number)
+                    numbers.append(f"row {number}")
         elif fmt == "jsonl":
             with path.open(encoding=resolved["encoding"]) as handle:
                 for number, line in enumerate(handle, 1):
@@ -245,14 +245,14 @@ def read_table(path: Path, fmt: str, columns: Sequence[str],
                             f"{list(record)}")
                     for c in columns:
                         out[c].append(record[c])
-                    numbers.append(number)
+                    numbers.append(f"line {number}")
         else:
             import pyarrow.parquet as pq
 
             table = pq.read_table(path, columns=list(columns))
             for c in columns:
                 out[c] = table.column(c).to_pylist()
-            numbers = list(range(1, table.num_rows + 1))
+            numbers = [f"row {i}" for i in range(1, table.num_rows + 1)]
     except DataFileError:
         raise
     except (OSError, UnicodeDecodeError, ValueError) as exc:
@@ -312,7 +312,7 @@ def _is_multilabel(values: Sequence[Any], resolved: Mapping[str, Any]) -> bool:
 
 
 def _rows(path: Path, fmt: str, resolved: Mapping[str, Any]
-          ) -> tuple[list[str], list[Any], list[int], list[Any] | None]:
+          ) -> tuple[list[str], list[Any], list[str], list[Any] | None]:
     cols = [resolved["text_column"], resolved["label_column"]]
     if resolved["split_column"]:
         cols.append(resolved["split_column"])
@@ -320,7 +320,7 @@ def _rows(path: Path, fmt: str, resolved: Mapping[str, Any]
     texts = table[cols[0]]
     for text, number in zip(texts, numbers, strict=True):
         if not isinstance(text, str) or not text.strip():
-            raise DataFileError(f"{path}: row {number}: the text column "
+            raise DataFileError(f"{path}: {number}: the text column "
                                 f"{resolved['text_column']!r} is empty or missing ({text!r})")
     splits = table[cols[2]] if resolved["split_column"] else None
     return [t.strip() for t in texts], table[cols[1]], numbers, splits
@@ -332,21 +332,21 @@ def load_files(**options: Any) -> RawDataset:
     resolved = _resolve(options)
     files, formats = resolved["files"], resolved["formats"]
     # (split name or None for "to be split", texts, raw label values, row numbers, path)
-    parts: list[tuple[str | None, list[str], list[Any], list[int], Path]] = []
+    parts: list[tuple[str | None, list[str], list[Any], list[str], Path]] = []
     if "path" in files:
         path = files["path"]
         texts, values, numbers, split_values = _rows(path, formats["path"], resolved)
         if split_values is None:
             parts.append((None, texts, values, numbers, path))
         else:
-            grouped: dict[str, tuple[list[str], list[Any], list[int]]] = {
+            grouped: dict[str, tuple[list[str], list[Any], list[str]]] = {
                 s: ([], [], []) for s in ("train", "val", "test")}
             for text, value, number, raw in zip(texts, values, numbers, split_values,
                                                 strict=True):
                 key = SPLIT_VALUES.get(str(raw).strip().lower()) if raw is not None else None
                 if key is None:
                     raise DataFileError(
-                        f"{path}: row {number}: split column {resolved['split_column']!r} has "
+                        f"{path}: {number}: split column {resolved['split_column']!r} has "
                         f"{raw!r}; expected one of {sorted(SPLIT_VALUES)}")
                 grouped[key][0].append(text)
                 grouped[key][1].append(value)
@@ -374,7 +374,7 @@ def load_files(**options: Any) -> RawDataset:
             if labels is None:
                 kind = "a list or delimited string of labels" if multilabel else "a label"
                 raise DataFileError(
-                    f"{path}: row {number}: cannot read {value!r} in label column "
+                    f"{path}: {number}: cannot read {value!r} in label column "
                     f"{resolved['label_column']!r} as {kind}")
             rows.append(labels)
         parsed.append(rows)
