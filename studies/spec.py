@@ -71,6 +71,15 @@ class EvalSection(_Strict):
     tune_threshold: bool = False
     class_groups: tuple[int, int] | None = None
 
+    @field_validator("class_groups")
+    @classmethod
+    def _check_groups(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None:
+            from objectives.metrics import ClassGroups
+
+            ClassGroups(*value)  # head_min > tail_max >= 0, else a ValueError with the rule
+        return value
+
 
 class SamplerSection(_Strict):
     name: str = "tpe"
