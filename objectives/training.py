@@ -134,7 +134,9 @@ def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> Prep
         arrays = encoder_outputs(dataset, split, config.encoder, kind=head_input,
                                  device=config.train.device)
         inputs[split] = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
-        in_dim = int(next(iter(arrays.values())).shape[-1])
+        # width of the head's input (not of the mask, which the cache may list first)
+        main = arrays[head_input] if head_input in arrays else next(iter(arrays.values()))
+        in_dim = int(main.shape[-1])
     y: dict[str, torch.Tensor | None] = {}
     y_multi: dict[str, torch.Tensor] = {}
     for split in ("train", "val", "test"):

@@ -8,7 +8,9 @@ reference focal alpha are left out: with Adam they mostly change the effective l
 
 from __future__ import annotations
 
-from search_spaces.params import CategoricalDist, Distribution, FloatDist
+import math
+
+from search_spaces.params import CategoricalDist, Distribution, FixedDist, FloatDist
 
 _GAMMA = FloatDist(0.0, 4.0)  # focal exponent; paper 2, suggested {0,1,2,3}
 _CB_BETA = CategoricalDist((0.9, 0.99, 0.999, 0.9999))
@@ -17,6 +19,9 @@ _MAP_BETA = FloatDist(1.0, 20.0)
 _MAP_MU = FloatDist(0.05, 2.0, log=True)  # Reuters 0.9, PubMed 0.05; narrow per dataset
 _KAPPA = FloatDist(0.0, 0.2)
 _LAM = FloatDist(1.0, 5.0)
+# Metric learning (seed_losses.md §3.5). ArcFace margin in degrees, the unit of PML 2.x's
+# ArcFaceLoss: 0.1-0.5 rad.
+_ARC_MARGIN = FloatDist(round(math.degrees(0.1), 2), round(math.degrees(0.5), 2))
 
 LOSS_SPACES: dict[str, dict[str, Distribution]] = {
     "ce": {"label_smoothing": FloatDist(0.0, 0.2)},
@@ -33,12 +38,42 @@ LOSS_SPACES: dict[str, dict[str, Distribution]] = {
         "alpha": _MAP_ALPHA, "beta": _MAP_BETA, "mu": _MAP_MU, "kappa": _KAPPA, "lam": _LAM,
         "gamma": _GAMMA,
     },
+    "triplet": {
+        "margin": FloatDist(0.1, 1.0),  # squared L2 on the unit sphere, distances in [0, 4]
+        "miner": CategoricalDist(("all", "semi_hard", "batch_hard")),
+        "distance": FixedDist("squared_l2"),  # the seed's; override to compare l2/cosine
+    },
+    "arcface": {"margin": _ARC_MARGIN, "scale": FloatDist(8.0, 64.0, log=True)},
+    "space": {"m1": FloatDist(0.0, 1.0), "m2": FloatDist(0.0, 1.0)},
+    # G-Loss (§2.3): the LoG code's Optuna space; sigma log-scaled over its [0.1, 10].
+    "g_loss": {
+        "sigma": FloatDist(0.1, 10.0, log=True),
+        "gamma": FloatDist(0.5, 0.9, step=0.1),
+        "lam": FloatDist(0.5, 0.9, step=0.1),
+        "variant": FixedDist("paper"),  # override with `faithful` or [paper, faithful]
+    },
+    # LatentG (§1.6): alpha and beta in [0, 1]; gamma is the reconstruction MSE weight.
+    "latent_guidance": {
+        "alpha": FloatDist(0.0, 1.0),
+        "beta": FloatDist(0.0, 1.0),
+        "gamma": CategoricalDist((10.0, 25.0, 50.0, 75.0, 100.0)),
+        "sigma": FloatDist(0.1, 10.0, log=True),
+    },
+    "tversky": {"alpha": FloatDist(0.1, 0.9), "beta": FloatDist(0.1, 0.9)},
+    "dice": {},
 }
 
 #: Range of ``weight.<term>`` for auxiliary terms (log scale: only ratios matter).
 AUX_WEIGHT = FloatDist(1e-2, 1.0, log=True)
-#: Paper default weights of auxiliary terms, for the baseline trial.
-AUX_WEIGHT_DEFAULTS: dict[str, float] = {}
+#: Paper default weights of auxiliary terms, for the baseline trial (clipped into the range).
+AUX_WEIGHT_DEFAULTS: dict[str, float] = {
+    # seed 002's best run, CE 0.15 / triplet 0.4 / ArcFace 0.45, rescaled so that CE weighs 1
+    "triplet": 0.4 / 0.15,
+    "arcface": 0.45 / 0.15,
+    # space-model README tables: inter 0.2, intra 0.001 (next to CE with weight 1)
+    "space.inter": 0.2,
+    "space.intra": 0.001,
+}
 
 
 def register_loss_space(

@@ -20,6 +20,13 @@ MODEL_SPACES: dict[str, dict[str, Distribution]] = {
         "hidden": CategoricalDist((128, 256, 512)),
         "dropout": FloatDist(0.0, 0.5),
     },
+    # metric-learning / G-Loss projection (seed 002: E in {128, 256}, tanh, dropout 0.3)
+    "projection": {
+        "embedding_dim": CategoricalDist((64, 128, 256)),
+        "dropout": FloatDist(0.0, 0.5),
+    },
+    # space-model head (seed 003: n_latent in {3, 16, 64, 128})
+    "space": {"n_latent": CategoricalDist((3, 16, 64, 128))},
 }
 
 

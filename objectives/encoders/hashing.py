@@ -15,9 +15,14 @@ from objectives.encoders.base import TextEncoder
 
 
 class HashingEncoder(TextEncoder):
-    """Hashed unigram + bigram counts (2**18 buckets), tf-idf-free, projected to ``dim`` dims."""
+    """Hashed unigram + bigram counts (2**18 buckets), tf-idf-free, projected to ``dim`` dims.
+
+    Token states (for heads that read ``token_states``): each whitespace token of the lowercased
+    text becomes a fixed pseudo-random unit vector seeded by a CRC32 of the token.
+    """
 
     name = "hashing"
+    provides = frozenset({"embeddings", "token_states"})
 
     def __init__(
         self, *, max_length: int = 128, device: str = "cpu", dim: int = 256, **options: Any
@@ -48,3 +53,21 @@ class HashingEncoder(TextEncoder):
         dense = np.asarray(dense.todense() if hasattr(dense, "todense") else dense)
         norms = np.linalg.norm(dense, axis=1, keepdims=True)
         return (dense / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def encode_tokens(
+        self, texts: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        import zlib
+
+        states = np.zeros((len(texts), self.max_length, self._dim), dtype=np.float16)
+        mask = np.zeros((len(texts), self.max_length), dtype=np.uint8)
+        vectors: dict[str, np.ndarray] = {}
+        for i, text in enumerate(texts):
+            for t, token in enumerate(text.lower().split()[: self.max_length]):
+                if token not in vectors:
+                    rng = np.random.default_rng(zlib.crc32(token.encode()))
+                    v = rng.standard_normal(self._dim)
+                    vectors[token] = v / np.linalg.norm(v)
+                states[i, t] = vectors[token]
+                mask[i, t] = 1
+        return states, mask

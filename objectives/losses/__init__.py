@@ -26,6 +26,11 @@ from objectives.losses.balanced import (
 )
 from objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
 from objectives.losses.ce import CrossEntropyLoss
+from objectives.losses.g_loss import GLoss
+from objectives.losses.latent_guidance import LatentGuidanceLoss
+from objectives.losses.metric_learning import ArcFaceLoss, TripletLoss
+from objectives.losses.overlap import DiceLoss, TverskyLoss
+from objectives.losses.space import SpaceLoss
 from objectives.losses.weighted_sum import WeightedSum, term_names
 
 LOSSES: dict[str, type[BaseLoss]] = {
@@ -38,6 +43,13 @@ LOSSES: dict[str, type[BaseLoss]] = {
     "db_no_focal": DBNoFocalLoss,
     "cb_ntr": CBNTRLoss,
     "db": DistributionBalancedLoss,
+    "triplet": TripletLoss,
+    "arcface": ArcFaceLoss,
+    "space": SpaceLoss,
+    "g_loss": GLoss,
+    "latent_guidance": LatentGuidanceLoss,
+    "tversky": TverskyLoss,
+    "dice": DiceLoss,
 }
 
 
@@ -87,6 +99,7 @@ def build_loss(name: str, params: Mapping[str, Any], context: Mapping[str, Any])
 __all__ = [
     "CONTEXT_ARGS",
     "LOSSES",
+    "ArcFaceLoss",
     "BCELoss",
     "Batch",
     "BaseLoss",
@@ -94,10 +107,16 @@ __all__ = [
     "ClassBalancedLoss",
     "CrossEntropyLoss",
     "DBNoFocalLoss",
+    "DiceLoss",
     "DistributionBalancedLoss",
     "FocalLoss",
+    "GLoss",
+    "LatentGuidanceLoss",
     "NTRFocalLoss",
     "RebalancedFocalLoss",
+    "SpaceLoss",
+    "TripletLoss",
+    "TverskyLoss",
     "WeightedSum",
     "balanced_bce",
     "build_loss",

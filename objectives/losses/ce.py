@@ -18,9 +18,19 @@ class CrossEntropyLoss(BaseLoss):
     Args:
         label_smoothing: ``eps`` in ``[0, 1)``; 0 is plain CE.
 
-    Inputs: ``outputs.logits`` ``(B, C)``; class indices (single-label data only).
-    Relations: use ``bce``/``focal``/``db`` for multi-label data.
-    Example: ``CrossEntropyLoss()(outputs, batch)``.
+    References:
+        Szegedy et al. Rethinking the Inception Architecture for Computer Vision. CVPR 2016.
+        arXiv:1512.00567 (label smoothing)
+
+    Inputs:
+        ``outputs.logits`` ``(B, C)``; class indices (single-label data only).
+
+    Relations:
+        Use ``bce``/``focal``/``db`` for multi-label data; ``g_loss`` mixes CE in itself; the
+        primary term next to ``triplet``, ``arcface``, ``space``, ``tversky`` or ``dice``.
+
+    Example:
+        ``CrossEntropyLoss()(outputs, batch)`` or ``CrossEntropyLoss().compute(logits, y)``.
     """
 
     name = "ce"

@@ -9,6 +9,8 @@ from typing import Any
 from objectives.data.registry import unknown_name_message
 from objectives.models.heads import BaseHead, LinearHead, MLPHead
 from objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from objectives.models.projection import ProjectionHead
+from objectives.models.space import SpaceHead
 
 #: Constructor arguments filled from the data, never searched.
 HEAD_CONTEXT_ARGS = frozenset({"in_dim", "num_classes", "token_dim", "max_length"})
@@ -16,6 +18,8 @@ HEAD_CONTEXT_ARGS = frozenset({"in_dim", "num_classes", "token_dim", "max_length
 MODELS: dict[str, type[BaseHead]] = {
     "linear": LinearHead,
     "mlp": MLPHead,
+    "projection": ProjectionHead,
+    "space": SpaceHead,
 }
 
 
@@ -68,6 +72,8 @@ __all__ = [
     "LinearHead",
     "MLPHead",
     "ModelOutputs",
+    "ProjectionHead",
+    "SpaceHead",
     "build_model",
     "get_model_class",
     "model_hyperparameters",
