@@ -81,6 +81,9 @@ class TrainConfig(_Strict):
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads; fixed values make CPU replays bit-exact."
     )
+    encoder_lr: float = Field(
+        2e-5, gt=0, description="Learning rate of the transformer when encoder.fine_tune is on."
+    )
 
     @field_validator("device")
     @classmethod

@@ -35,10 +35,11 @@ def encoder_outputs(
     split: str,
     encoder: EncoderConfig,
     *,
-    kind: Literal["embeddings", "token_states"] = "embeddings",
+    kind: Literal["embeddings", "token_states", "token_ids"] = "embeddings",
     device: str = "cpu",
 ) -> dict[str, np.ndarray]:
-    """``{"embeddings": (n, d)}`` or ``{"token_states": (n, L, d) fp16, "token_mask": (n, L)}``."""
+    """``{"embeddings": (n, d)}``, ``{"token_states": (n, L, d) fp16, "token_mask": (n, L)}``
+    or ``{"token_ids": (n, L) int32, "token_mask": (n, L)}`` (the encoder's tokenizer)."""
     enc = build_encoder(
         encoder.name, max_length=encoder.max_length, device=device, **encoder.options
     )
@@ -56,7 +57,23 @@ def encoder_outputs(
         )
         if kind == "embeddings":
             return {"embeddings": enc.encode(texts, batch_size=encoder.batch_size)}
+        if kind == "token_ids":
+            ids, mask = enc.encode_ids(texts, batch_size=encoder.batch_size)
+            return {"token_ids": ids, "token_mask": mask}
         states, mask = enc.encode_tokens(texts, batch_size=encoder.batch_size)
         return {"token_states": states, "token_mask": mask}
 
     return cached_arrays(kind, key, compute)
+
+
+def token_context(encoder: EncoderConfig) -> dict[str, object]:
+    """What a model reading ``token_ids`` needs from the encoder: ``token_dim`` (its vector
+    width), ``vocab_size`` (rows of the id space) and ``token_vectors`` (pretrained rows or
+    None)."""
+    enc = build_encoder(encoder.name, max_length=encoder.max_length, **encoder.options)
+    if "token_ids" not in enc.provides:
+        raise ValueError(
+            f"encoder {encoder.name!r} cannot produce 'token_ids'; it provides "
+            f"{sorted(enc.provides)}"
+        )
+    return {"token_dim": enc.dim, "vocab_size": enc.num_ids, "token_vectors": enc.token_vectors()}

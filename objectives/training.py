@@ -10,6 +10,7 @@ and the test split is evaluated once, with the kept weights.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import threading
@@ -21,9 +22,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from objectives.compat import IncompatibleConfigError, check_model_contract, model_input
 from objectives.config import TrialConfig
 from objectives.data import TextDataset, load_dataset
-from objectives.features import encoder_outputs
+from objectives.features import encoder_outputs, token_context
 from objectives.losses import Batch, WeightedSum, build_loss, get_loss_class, term_names
 from objectives.metrics import (
     ClassGroups,
@@ -137,6 +139,10 @@ def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> Prep
         # width of the head's input (not of the mask, which the cache may list first)
         main = arrays[head_input] if head_input in arrays else next(iter(arrays.values()))
         in_dim = int(main.shape[-1])
+    extras: dict[str, Any] = {}
+    if head_input == "token_ids":  # models that embed ids get the id space and vectors
+        extras["head_context"] = token_context(config.encoder)
+        in_dim = int(extras["head_context"]["token_dim"])
     y: dict[str, torch.Tensor | None] = {}
     y_multi: dict[str, torch.Tensor] = {}
     for split in ("train", "val", "test"):
@@ -150,6 +156,7 @@ def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> Prep
         y_multi=y_multi,
         class_counts=dataset.class_counts("train"),
         in_dim=in_dim,
+        extras=extras,
     )
     with _prepared_lock:
         _prepared[key] = prepared
@@ -158,6 +165,13 @@ def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> Prep
 
 def check_compatibility(config: TrialConfig, multilabel: bool) -> None:
     """Fail early when a loss needs an output the head does not make, or single-label data."""
+    try:
+        check_model_contract(
+            [t.name for t in config.loss.terms], config.model.head, config.encoder.name,
+            fine_tune=config.encoder.fine_tune, eval_rule=config.eval.rule,
+        )
+    except IncompatibleConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
     head_cls = get_model_class(config.model.head)
     for term in config.loss.terms:
         loss_cls = get_loss_class(term.name)
@@ -186,8 +200,13 @@ def build_objective_parts(
     context = {
         "in_dim": data.in_dim,
         "num_classes": data.dataset.num_classes,
+        **data.extras.get("head_context", {}),
     }
     model = build_model(config.model.head, config.model.params, context)
+    if config.encoder.fine_tune:
+        from objectives.models.finetune import FineTunedEncoder
+
+        model = FineTunedEncoder(model)  # type: ignore[assignment]
     embedding_dim = getattr(model, "embedding_dim", None)
     if embedding_dim is None:
         embedding_dim = data.in_dim
@@ -225,8 +244,40 @@ def _batch_inputs(
         part = v[idx]
         if part.dtype == torch.float16:
             part = part.float()
+        elif part.dtype == torch.int32:  # token ids
+            part = part.long()
         out[k] = part.to(device)
     return out
+
+
+def with_extra_inputs(
+    data: PreparedData, extra: dict[str, dict[str, torch.Tensor]]
+) -> PreparedData:
+    """``data`` with per-trial, row-aligned inputs (e.g. a cached teacher's outputs) added to
+    each split; batches slice them with the same row numbers as the encoder outputs."""
+    if not extra:
+        return data
+    inputs = {split: {**data.inputs[split], **extra.get(split, {})} for split in data.inputs}
+    for split, arrays in extra.items():
+        n = len(data.y_multi[split])
+        for name, value in arrays.items():
+            if len(value) != n:
+                raise ValueError(f"extra input {name!r} has {len(value)} rows; {split} has {n}")
+    return dataclasses.replace(data, inputs=inputs)
+
+
+def _param_groups(
+    config: TrialConfig, model: torch.nn.Module, params: list[torch.nn.Parameter]
+) -> list[Any]:
+    """One group, or, when fine-tuning, the encoder's parameters at ``train.encoder_lr``."""
+    encoder_params = getattr(model, "encoder_parameters", None)
+    if not config.encoder.fine_tune or encoder_params is None:
+        return params
+    encoder = {id(p) for p in encoder_params()}
+    return [
+        {"params": [p for p in params if id(p) in encoder], "lr": config.train.encoder_lr},
+        {"params": [p for p in params if id(p) not in encoder]},
+    ]
 
 
 @torch.no_grad()
@@ -325,17 +376,18 @@ def run_trial(
     """
     head_cls = get_model_class(config.model.head)
     if data is None:
-        data = prepare_data(config, head_input=head_cls.input)
+        data = prepare_data(config, head_input=model_input(head_cls, config.encoder.fine_tune))
     device = resolve_device(config.train.device)
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
+    data = with_extra_inputs(data, head_cls.extra_inputs(config, data))
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed % (2**32))
     model, criterion = build_objective_parts(config, data)
     model.to(device)
     criterion.to(device)
     params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
-    optimizer = _make_optimizer(config, params)
+    optimizer = _make_optimizer(config, _param_groups(config, model, params))
     generator = torch.Generator().manual_seed(config.train.seed)
     evaluator = _Evaluator(config, data, device)
 

@@ -16,11 +16,17 @@ from search_spaces.params import (
     parse_override,
 )
 from search_spaces.space import LOSS_NAME, SearchSpace, SpaceError, diff_spaces
-from search_spaces.training import MODEL_SPACES, TRAIN_SPACE, register_model_space
+from search_spaces.training import (
+    FINE_TUNE_SPACE,
+    MODEL_SPACES,
+    TRAIN_SPACE,
+    register_model_space,
+)
 
 __all__ = [
     "AUX_WEIGHT",
     "AUX_WEIGHT_DEFAULTS",
+    "FINE_TUNE_SPACE",
     "LOSS_NAME",
     "LOSS_SPACES",
     "MODEL_SPACES",

@@ -31,7 +31,7 @@ from search_spaces.params import (
     Param,
     parse_override,
 )
-from search_spaces.training import MODEL_SPACES, TRAIN_SPACE
+from search_spaces.training import FINE_TUNE_SPACE, MODEL_SPACES, TRAIN_SPACE
 
 LOSS_NAME = "loss.name"
 
@@ -100,9 +100,10 @@ def _model_params(head: str) -> list[Param]:
             for k, d in space.items()]
 
 
-def _train_params() -> list[Param]:
+def _train_params(fine_tune: bool = False) -> list[Param]:
+    space = {**TRAIN_SPACE, **FINE_TUNE_SPACE} if fine_tune else TRAIN_SPACE
     return [Param(f"train.{k}", d, default, help=f"training {k}")
-            for k, (d, default) in TRAIN_SPACE.items()]
+            for k, (d, default) in space.items()]
 
 
 def _dist_json(dist: Distribution) -> dict[str, Any]:
@@ -130,9 +131,11 @@ class SearchSpace:
         head: str = "linear",
         overrides: Mapping[str, Any] | None = None,
         extra_params: list[Param] | None = None,
+        fine_tune: bool = False,
     ) -> SearchSpace:
         """Compile the default spaces of ``losses`` (the ``loss.name`` choice), ``auxiliary``
-        terms, ``head`` and training, then apply ``overrides`` (dotted name -> override)."""
+        terms, ``head`` and training (plus ``train.encoder_lr`` when ``fine_tune``), then apply
+        ``overrides`` (dotted name -> override)."""
         auxiliary = list(auxiliary or [])
         if not losses:
             raise SpaceError("loss.choices must name at least one loss")
@@ -155,7 +158,7 @@ class SearchSpace:
         for name in auxiliary:
             params += _aux_params(name)
         params += _model_params(head)
-        params += _train_params()
+        params += _train_params(fine_tune)
         params += list(extra_params or [])
         space = cls(tuple(params), tuple(losses), tuple(auxiliary), head)
         return space.override(overrides or {})
@@ -280,7 +283,7 @@ class SearchSpace:
                 terms.append(LossTerm(name=aux, weight=float(values[f"weight.{aux}"]),
                                       params=_knobs(values, aux)))
         train = dict(template.get("train", {}))
-        for key in TRAIN_SPACE:
+        for key in (*TRAIN_SPACE, *FINE_TUNE_SPACE):
             if f"train.{key}" in values:
                 train[key] = values[f"train.{key}"]
         model_params = dict(template.get("model", {}).get("params", {}))

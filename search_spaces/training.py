@@ -27,6 +27,32 @@ MODEL_SPACES: dict[str, dict[str, Distribution]] = {
     },
     # space-model head (seed 003: n_latent in {3, 16, 64, 128})
     "space": {"n_latent": CategoricalDist((3, 16, 64, 128))},
+    # token-id models over GloVe-50d (Kim 2014: 100 maps of widths 3,4,5, dropout 0.5)
+    "textcnn": {
+        "embedding": CategoricalDist(("frozen", "tuned")),
+        "filters": CategoricalDist((50, 100, 200)),
+        "kernel_sizes": CategoricalDist(("2,3,4", "3,4,5", "3,5,7")),
+        "dropout": FloatDist(0.0, 0.6),
+    },
+    "birnn": {
+        "cell": CategoricalDist(("lstm", "gru")),
+        "hidden": CategoricalDist((64, 128, 256)),
+        "pooling": CategoricalDist(("max", "mean", "last")),
+        "embedding": CategoricalDist(("frozen", "tuned")),
+        "dropout": FloatDist(0.0, 0.5),
+    },
+    # LatentG DualTextCNN (seed 001: latent 32, autoencoder experiment 16). The student's
+    # latent_dim is shared with its teacher, so it is fixed by default (one teacher per value).
+    "dual_textcnn": {
+        "latent_dim": CategoricalDist((16, 32, 64)),
+        "width": CategoricalDist((32, 64)),
+    },
+    "latentg_student": {"width": CategoricalDist((32, 64))},
+}
+
+#: ``train.<setting>`` searched only when ``encoder.fine_tune`` is true.
+FINE_TUNE_SPACE: dict[str, tuple[Distribution, object]] = {
+    "encoder_lr": (FloatDist(1e-6, 1e-4, log=True), 2e-5),
 }
 
 

@@ -181,7 +181,29 @@ class StudySpec(_Strict):
         check_sampler(self.sampler.name, self.sampler.args, multi=self.is_multi_objective)
         check_pruner(self.pruner.name, self.pruner.args)
         self.compile_space()  # raises SpaceError with the parameter's path
+        self._check_model_contract()
         return self
+
+    def _check_model_contract(self) -> None:
+        """Every loss this study can pick gets the outputs it needs from the head, and the
+        head gets its input from the encoder (checked before anything touches storage)."""
+        from objectives.compat import IncompatibleConfigError, check_model_contract
+        from objectives.data import get_dataset_info
+        from objectives.losses import get_loss_class
+
+        losses = [*self.loss.choices, *self.loss.auxiliary]
+        try:
+            check_model_contract(losses, self.model.head, self.encoder.name,
+                                 fine_tune=self.encoder.fine_tune, eval_rule=self.eval.rule)
+        except IncompatibleConfigError as exc:
+            raise ValueError(f"model.head: {exc}") from None
+        if get_dataset_info(self.data.name).multilabel:
+            single = [n for n in losses if get_loss_class(n).single_label_only]
+            if single:
+                raise ValueError(
+                    f"loss.choices: loss(es) {single} need single-label data, but dataset "
+                    f"{self.data.name!r} is multi-label"
+                )
 
     # -------------------------------------------------------------- derived views
     def metric_specs(self) -> list[MetricSpec]:
@@ -215,6 +237,7 @@ class StudySpec(_Strict):
             auxiliary=list(self.loss.auxiliary),
             head=self.model.head,
             overrides=self.space,
+            fine_tune=self.encoder.fine_tune,
         )
 
     def template(self) -> dict[str, Any]:

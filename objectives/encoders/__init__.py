@@ -6,12 +6,14 @@ from typing import Any
 
 from objectives.data.registry import unknown_name_message
 from objectives.encoders.base import TextEncoder
+from objectives.encoders.glove import GloveEncoder
 from objectives.encoders.hashing import HashingEncoder
 from objectives.encoders.minilm import MiniLMEncoder
 
 ENCODERS: dict[str, type[TextEncoder]] = {
     "minilm": MiniLMEncoder,
     "hashing": HashingEncoder,
+    "glove": GloveEncoder,
 }
 
 
@@ -27,4 +29,11 @@ def build_encoder(
     return get_encoder_class(name)(max_length=max_length, device=device, **options)
 
 
-__all__ = ["ENCODERS", "HashingEncoder", "MiniLMEncoder", "TextEncoder", "build_encoder"]
+__all__ = [
+    "ENCODERS",
+    "GloveEncoder",
+    "HashingEncoder",
+    "MiniLMEncoder",
+    "TextEncoder",
+    "build_encoder",
+]

