@@ -39,7 +39,8 @@ class OptunaReporter:
 
 
 def result_attributes(result: TrialResult) -> dict[str, Any]:
-    """User attributes of a trial (conventions §2): scalars, plus ``curve.*`` lists."""
+    """User attributes of a trial (conventions §2): scalars, ``curve.*`` lists and the
+    ``per_class_f1.val`` / ``per_class_f1.test`` mappings."""
     attrs: dict[str, Any] = {}
     for name, value in result.val.items():
         attrs[f"metric.val.{name}"] = _finite(value)
@@ -49,6 +50,15 @@ def result_attributes(result: TrialResult) -> dict[str, Any]:
         attrs[f"term.{name}"] = _finite(value)
     for name, values in result.curves.items():
         attrs[f"curve.{name}"] = [_finite(v) for v in values]
+    # Per-class F1 as one {class name: F1} mapping per split, not one attribute per class:
+    # the dashboard shows it as a single row, and results_dataframe() skips it (not a scalar).
+    # None marks a class with neither true nor predicted documents in that split.
+    for split, per_class in (("val", result.val_per_class_f1),
+                             ("test", result.test_per_class_f1)):
+        if per_class and len(per_class) == len(result.class_names):
+            attrs[f"per_class_f1.{split}"] = {
+                name: _finite(v) for name, v in zip(result.class_names, per_class, strict=True)
+            }
     attrs["best_epoch"] = result.best_epoch
     attrs["epochs_run"] = result.epochs_run
     attrs["prediction_rule"] = result.prediction_rule

@@ -89,6 +89,7 @@ class TrialResult:
     train_seconds: float
     device: str
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    class_names: list[str] = field(default_factory=list)  # order of the per-class lists
 
 
 @dataclass
@@ -324,7 +325,10 @@ class _Evaluator:
         self.rule = rule
         self.multilabel = multilabel
         groups_cfg = config.eval.class_groups
-        self.groups = ClassGroups(*(groups_cfg or (35, 8))).assign(data.class_counts)
+        try:
+            self.groups = ClassGroups(*(groups_cfg or (35, 8))).assign(data.class_counts)
+        except ValueError as exc:
+            raise ConfigurationError(f"eval.class_groups: {exc}") from None
         self.thresholds: np.ndarray | float = config.eval.threshold
 
     def scores(self, model: BaseHead, split: str) -> np.ndarray:
@@ -353,9 +357,24 @@ class _Evaluator:
         )
 
 
+def _check_group_metric(name: str, groups: dict[str, np.ndarray], config: TrialConfig) -> None:
+    """A head/medium/tail metric needs classes in that group (else it is never measured)."""
+    group = name.split("_", 1)[0]
+    if group in groups and name.endswith("_f1") and len(groups[group]) == 0:
+        sizes = ", ".join(f"{g} {len(idx)}" for g, idx in groups.items())
+        head_min, tail_max = config.eval.class_groups or (35, 8)
+        raise ConfigurationError(
+            f"metric {name!r} needs {group} classes, but dataset {config.data.name!r} has none "
+            f"with eval.class_groups (head_min={head_min}, tail_max={tail_max}): {sizes} "
+            "classes; change eval.class_groups (`losstune data info` shows the groups)"
+        )
+
+
 def _is_better(value: float, best: float | None, direction: str) -> bool:
-    if best is None:
+    if best is None or math.isnan(best):
         return True
+    if math.isnan(value):
+        return False
     return value > best if direction == "maximize" else value < best
 
 
@@ -394,6 +413,7 @@ def run_trial(
     metric_names = [config.eval.metric, *config.eval.metrics]
     for name in metric_names:
         metric_direction(name)
+        _check_group_metric(name, evaluator.groups, config)
     direction = metric_direction(config.eval.metric)
 
     train_inputs = data.inputs["train"]
@@ -429,6 +449,7 @@ def run_trial(
             prediction_rule=evaluator.rule,
             train_seconds=time.perf_counter() - started,
             device=str(device),
+            class_names=list(data.dataset.class_names),
         )
 
     for epoch in range(epochs):

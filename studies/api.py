@@ -412,3 +412,58 @@ def serve_dashboard(storage: str | None = None, *, host: str = "127.0.0.1",
     from optuna_dashboard import run_server
 
     run_server(open_storage_ro(storage), host=host, port=port)
+
+
+# ---------------------------------------------------------------------- datasets
+def list_datasets() -> list[dict[str, Any]]:
+    """Every registered dataset: name, description, source, multilabel, derived, options."""
+    from objectives.data import DATASETS
+    from objectives.data.registry import COMMON_OPTIONS
+    from objectives.plugins import load_entry_point_plugins
+
+    load_entry_point_plugins()
+    return [{"name": info.name, "description": info.description, "source": info.source,
+             "multilabel": info.multilabel, "derived": info.derived,
+             "task": "from the data" if "task-from-data" in info.tags else
+             "multi-label" if info.multilabel else "single-label",
+             "options": sorted(set(COMMON_OPTIONS) | set(info.loader_options))}
+            for info in sorted(DATASETS.values(), key=lambda i: i.name)]
+
+
+def parse_data_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["limit.train=100", "path=x.csv", "classes=[a, b]"]`` -> nested options (values are
+    read as YAML, so numbers, booleans and lists keep their types)."""
+    from objectives.data.registry import DatasetError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise DatasetError(f"--option expects KEY=VALUE, got {pair!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        *parents, leaf = key.strip().split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise DatasetError(f"--option {pair!r} conflicts with an earlier option")
+        node[leaf] = value
+    return out
+
+
+def dataset_info(name: str, options: Mapping[str, Any] | None = None, *, head_min: int = 35,
+                 tail_max: int = 8, top: int = 5) -> Any:
+    """Label statistics of a dataset (:class:`objectives.data.stats.LabelStatistics`)."""
+    from objectives.data import get_dataset_info, load_dataset
+    from objectives.data.registry import DatasetError
+    from objectives.data.stats import label_statistics
+
+    get_dataset_info(name)
+    dataset = load_dataset(name, dict(options or {}))
+    try:
+        return label_statistics(dataset, head_min=head_min, tail_max=tail_max, top=top)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None

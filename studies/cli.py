@@ -27,6 +27,7 @@ class UserError(click.ClickException):
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from objectives.data._locate import MissingDataPackageError
+    from objectives.data.registry import DatasetError
     from objectives.plugins import PluginError
     from objectives.training import ConfigurationError
     from search_spaces import SpaceError
@@ -37,7 +38,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from studies.spec import StudyFileError
 
     return (StudyFileError, SpaceError, StorageError, ExportError, StudyNotFoundError,
-            StudyMismatchError, ConfigurationError, PluginError, MissingDataPackageError)
+            StudyMismatchError, ConfigurationError, PluginError, MissingDataPackageError,
+            DatasetError)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -332,6 +334,94 @@ def space(study_file: str) -> None:
         when = ", ".join(f"{k}={v}" for k, v in p.when) or "-"
         table.add_row(p.name, p.dist.describe(), _fmt(p.default), when)
     _console().print(table)
+
+
+# ---------------------------------------------------------------------- datasets
+@cli.group()
+def data() -> None:
+    """Datasets: list the registered ones, show a dataset's label statistics."""
+
+
+@data.command("list")
+@handle_errors
+def data_list() -> None:
+    """List the registered datasets with their descriptions and sources."""
+    from rich.table import Table
+
+    from studies import api
+
+    table = Table("name", "task", "derived", "description", "source")
+    for row in api.list_datasets():
+        table.add_row(row["name"], row["task"],
+                      "derived" if row["derived"] else "-", row["description"], row["source"])
+    _console().print(table)
+    click.echo("Details: `losstune data info NAME`; derived = a task built by losstune from "
+               "real labels, not a published benchmark.")
+
+
+@data.command("info")
+@click.argument("name")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A data.options entry, e.g. -o path=my.csv -o limit.train=200 (repeatable; "
+                   "values are read as YAML).")
+@click.option("--head-min", type=click.IntRange(min=0), default=35, show_default=True,
+              help="Head classes have at least this many training documents.")
+@click.option("--tail-max", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Tail classes have at most this many training documents.")
+@click.option("--top", type=click.IntRange(min=0), default=5, show_default=True,
+              help="How many most / least frequent classes to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+@handle_errors
+def data_info(name: str, options: tuple[str, ...], head_min: int, tail_max: int, top: int,
+              as_json: bool) -> None:
+    """Label statistics of dataset NAME: docs per split, labels per document, head / medium /
+    tail classes by training frequency and, for multi-label data, the DB losses' ratio r."""
+    import json
+
+    from rich.table import Table
+
+    from studies import api
+
+    stats = api.dataset_info(name, api.parse_data_options(options), head_min=head_min,
+                             tail_max=tail_max, top=top)
+    if as_json:
+        click.echo(json.dumps(stats.to_dict(), indent=2))
+        return
+    console = _console()
+    kind = "multi-label" if stats.multilabel else "single-label"
+    derived = ", DERIVED from real labels (not a published benchmark)" if stats.derived else ""
+    console.print(f"{stats.name}: {stats.num_classes} classes, {kind}{derived}")
+    console.print(f"  {stats.description}")
+    table = Table("split", "docs", "classes present", "labels/doc mean", "labels/doc max",
+                  "docs with no label")
+    for split, s in stats.splits.items():
+        table.add_row(split, str(s.docs), str(s.classes_present), f"{s.labels_per_doc_mean:.3f}",
+                      str(s.labels_per_doc_max), str(s.docs_without_label))
+    console.print(table)
+    console.print(f"class groups by training documents (head >= {stats.head_min}, medium "
+                  f"{stats.tail_max + 1}-{stats.head_min - 1}, tail <= {stats.tail_max}): "
+                  + ", ".join(f"{g} {len(rows)}" for g, rows in stats.groups.items()))
+    for group, rows in stats.groups.items():
+        if rows:
+            shown = ", ".join(f"{r.name} ({r.train})" for r in rows[:8])
+            more = f", ... {len(rows) - 8} more" if len(rows) > 8 else ""
+            console.print(f"  {group}: {shown}{more}")
+    for title, rows in (("most frequent", stats.top), ("least frequent", stats.bottom)):
+        if rows:
+            console.print(f"{title} (train/val/test): "
+                          + ", ".join(f"{r.name} {r.train}/{r.val}/{r.test}" for r in rows))
+    if stats.imbalance_ratio is not None:
+        console.print(f"imbalance ratio (largest / smallest training class): "
+                      f"{stats.imbalance_ratio:.1f}")
+    if stats.without_train_docs:
+        console.print(f"classes with no training document: {stats.without_train_docs}")
+    if stats.r_mean is not None:
+        low, high = stats.suggested_mu or (0.0, 0.0)
+        console.print(f"DB rebalancing ratio r over {stats.r_pairs} positive (doc, label) pairs "
+                      f"of train: mean {stats.r_mean:.4f}, median {stats.r_median:.4f}; "
+                      f"suggested mu range [{low:g}, {high:g}] (loss.db.mu)")
+    for note in stats.notes:
+        console.print(f"note: {note}")
 
 
 def main() -> None:
