@@ -99,6 +99,8 @@ def run_study(
     chosen = get_launcher(launcher)
     if launcher != "local" and address is not None:
         chosen.address = address  # type: ignore[attr-defined]
+    if hasattr(chosen, "echo"):  # launcher notes go where this run's output goes
+        chosen.echo = lambda text: console.print(text, highlight=False, markup=False)
     if storage_pkg.backend_of(url) == "memory" and launcher != "local":
         raise ValueError("an in-memory storage cannot be shared with other processes; "
                          "use SQLite or PostgreSQL with --launcher " + launcher)
@@ -278,8 +280,12 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
         except ExportError:
             if trial is not None:
                 raise
+    from studies.confirm import confirmation_note
+
+    note = confirmation_note(study, chosen["number"]) if chosen else ""
     return {
         "name": name,
+        "confirmation_note": note,
         "metric_names": metric_names,
         "directions": directions,
         "counts": {s.name: n for s, n in counts.items() if n},
@@ -318,14 +324,52 @@ def results_dataframe(name: str, storage: str | None = None) -> Any:
 
 # ---------------------------------------------------------------------- export and replay
 def export_trial(name: str, output: str | Path, *, storage: str | None = None,
-                 trial: int | None = None, force: bool = False) -> tuple[Path, dict]:
-    """Write trial ``trial`` (default: the best) of study ``name`` to ``output`` as YAML."""
+                 trial: int | None = None, force: bool = False,
+                 confirmed: bool = False) -> tuple[Path, dict]:
+    """Write trial ``trial`` (default: the best; ``confirmed``: the best confirmed) of study
+    ``name`` to ``output`` as YAML. Returns the path and the document."""
+    from studies.confirm import best_confirmed, confirmation_note, stored_confirmation
+
     study = get_study(name, storage)
+    if confirmed:
+        row = best_confirmed(study)
+        if row is None:
+            raise ExportError(f"study {name!r} has no confirmed trial; run `losstune confirm "
+                              f"{name}` first")
+        trial = row.trial
     chosen = pick_trial(study, trial)
     doc = export_document(study, chosen, storage_url=_url(storage))
+    doc["provenance"]["confirmation_note"] = confirmation_note(study, chosen.number)
+    rows = stored_confirmation(study)
+    if chosen.number in rows:
+        doc["provenance"]["confirmation"] = rows[chosen.number].to_json()
     path = Path(output)
     write_yaml_atomic(path, doc, force=force)
     return path, doc
+
+
+def export_pareto(name: str, output: str | Path, *, storage: str | None = None,
+                  force: bool = False) -> list[Path]:
+    """Multi-objective studies: write one config per Pareto trial into folder ``output``."""
+    study = get_study(name, storage)
+    if len(study.directions) < 2:
+        raise ExportError(f"study {name!r} has one objective; --pareto is for multi-objective "
+                          "studies (use plain export)")
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{str(folder)!r} is a file; --pareto writes into a folder")
+    front = sorted(study.best_trials, key=lambda t: t.number)
+    if not front:
+        raise ExportError(f"study {name!r} has no completed trial yet")
+    targets = [folder / f"trial_{t.number}.yaml" for t in front]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not force:
+        raise ExportError(f"{existing[0]!r} already exists; pass --force to overwrite")
+    docs = [export_document(study, t, storage_url=_url(storage)) for t in front]
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, doc in zip(targets, docs, strict=True):
+        write_yaml_atomic(path, doc, force=True)
+    return targets
 
 
 @dataclass

@@ -1,0 +1,205 @@
+"""Multi-seed confirmation of a study's best trials (the winner's curse, measured).
+
+``confirm_study`` re-trains the K best trials (single-objective: by value; multi-objective: the
+Pareto trials ranked by the first metric) with S fresh seeds each — ``train.seed + 1 ... + S``,
+never the seed the search used, so the confirmed mean is not biased by the selection — and
+evaluates validation and test with the kept epoch of each run.
+
+Results survive in the RDB where the dashboard shows them:
+
+* a linked study ``<study>--confirm`` holds one COMPLETE trial per (source trial, seed), with the
+  source trial's parameters and ``source_trial``, ``seed``, ``metric.val.*``, ``metric.test.*``;
+* the study's user attribute ``confirmation`` holds the summary rows (mean, std, 95% interval of
+  the validation and test metrics per source trial, and the single-run value).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+CONFIRM_SUFFIX = "--confirm"
+SUMMARY_ATTR = "confirmation"
+
+
+@dataclass
+class ConfirmRow:
+    trial: int
+    loss: str
+    single_value: float
+    seeds: list[int]
+    val: list[float]
+    test: dict[str, list[float]]
+    val_stats: dict[str, float] = field(default_factory=dict)
+    test_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def winners_curse(self) -> float:
+        """How much the single search run exceeded the confirmed mean."""
+        return self.single_value - self.val_stats["mean"]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "trial": self.trial, "loss": self.loss, "single_value": self.single_value,
+            "seeds": self.seeds, "val": self.val, "test": self.test,
+            "val_stats": self.val_stats, "test_stats": self.test_stats,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConfirmRow:
+        return cls(trial=data["trial"], loss=data["loss"], single_value=data["single_value"],
+                   seeds=data["seeds"], val=data["val"], test=data["test"],
+                   val_stats=data["val_stats"], test_stats=data["test_stats"])
+
+
+@dataclass
+class ConfirmReport:
+    study: str
+    metric: str
+    direction: str
+    rows: list[ConfirmRow]
+    seconds: float
+
+    def ranked(self) -> list[ConfirmRow]:
+        sign = -1.0 if self.direction == "maximize" else 1.0
+        return sorted(self.rows, key=lambda r: sign * r.val_stats["mean"])
+
+
+def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """Single-objective: the K best COMPLETE trials. Multi-objective: Pareto trials ranked by
+    the first metric (conventions §7)."""
+    directions = [d.name.lower() for d in study.directions]
+    sign = -1.0 if directions[0] == "maximize" else 1.0
+    if len(directions) > 1:
+        pool = list(study.best_trials)
+    else:
+        pool = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pool = [t for t in pool if t.values and "config" in t.user_attrs]
+    return sorted(pool, key=lambda t: sign * t.values[0])[:k]
+
+
+def confirm_study(
+    name: str,
+    *,
+    storage: str | None = None,
+    top: int = 5,
+    seeds: int = 5,
+    on_run: Callable[[int, int, float], None] | None = None,
+) -> ConfirmReport:
+    """Re-train the ``top`` best trials of study ``name`` with ``seeds`` fresh seeds each."""
+    import time
+
+    from objectives.config import TrialConfig
+    from objectives.training import run_trial
+    from studies.api import get_study, mean_ci, open_storage_ro
+
+    if top < 1 or seeds < 1:
+        raise ValueError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
+                         f"seeds={seeds}")
+    study = get_study(name, storage)
+    chosen = top_trials(study, top)
+    if not chosen:
+        raise ValueError(f"study {name!r} has no completed trial to confirm yet")
+    metric_names = study.metric_names or ["value"]
+    direction = study.directions[0].name.lower()
+    st = open_storage_ro(storage)
+    linked = optuna.create_study(
+        study_name=name + CONFIRM_SUFFIX, storage=st, load_if_exists=True,
+        directions=[d.name.lower() for d in study.directions[:1]],
+    )
+    _set_metric_names(linked, metric_names[:1])
+    linked.set_user_attr("confirms", name)
+    started = time.time()
+    rows: list[ConfirmRow] = []
+    for trial in chosen:
+        config = TrialConfig.model_validate(trial.user_attrs["config"])
+        if config.plugins:
+            from objectives.plugins import import_plugin_modules
+
+            import_plugin_modules(list(config.plugins))
+        seed_list = [config.train.seed + i for i in range(1, seeds + 1)]
+        vals: list[float] = []
+        tests: dict[str, list[float]] = {}
+        for seed in seed_list:
+            result = run_trial(config.with_seed(seed))
+            vals.append(result.value)
+            for k, v in result.test.items():
+                tests.setdefault(k, []).append(v)
+            _record(linked, trial, seed, result, metric_names[0])
+            if on_run is not None:
+                on_run(trial.number, seed, result.value)
+        row = ConfirmRow(
+            trial=trial.number,
+            loss=str(trial.params.get("loss.name") or config.loss.primary.name),
+            single_value=float(trial.values[0]),
+            seeds=seed_list,
+            val=vals,
+            test=tests,
+            val_stats=mean_ci(vals),
+            test_stats={k: mean_ci(v) for k, v in tests.items()},
+        )
+        rows.append(row)
+    report = ConfirmReport(study=name, metric=metric_names[0], direction=direction, rows=rows,
+                           seconds=time.time() - started)
+    previous = {r["trial"]: r for r in study.user_attrs.get(SUMMARY_ATTR, [])}
+    for row in rows:
+        previous[row.trial] = row.to_json()
+    study.set_user_attr(SUMMARY_ATTR, [previous[k] for k in sorted(previous)])
+    return report
+
+
+def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        study.set_metric_names(names)
+
+
+def _record(linked: optuna.Study, source: optuna.trial.FrozenTrial, seed: int, result: Any,
+            metric: str) -> None:
+    from objectives.objective import result_attributes
+
+    attrs = {k: v for k, v in result_attributes(result).items() if not k.startswith("curve.")}
+    attrs.update({"source_trial": source.number, "seed": seed,
+                  "config": source.user_attrs.get("config")})
+    value = float(result.value)
+    if not math.isfinite(value):
+        return
+    linked.add_trial(optuna.trial.create_trial(
+        params=dict(source.params), distributions=dict(source.distributions),
+        value=value, user_attrs=attrs, state=TrialState.COMPLETE,
+    ))
+
+
+def stored_confirmation(study: optuna.Study) -> dict[int, ConfirmRow]:
+    """Confirmation rows stored on a study, by source trial number."""
+    return {r["trial"]: ConfirmRow.from_json(r) for r in study.user_attrs.get(SUMMARY_ATTR, [])}
+
+
+def best_confirmed(study: optuna.Study) -> ConfirmRow | None:
+    rows = list(stored_confirmation(study).values())
+    if not rows:
+        return None
+    sign = -1.0 if study.directions[0].name.lower() == "maximize" else 1.0
+    return sorted(rows, key=lambda r: sign * r.val_stats["mean"])[0]
+
+
+def confirmation_note(study: optuna.Study, trial_number: int) -> str:
+    """One line for ``show`` and ``export``: confirmed or not, and the winner's curse."""
+    rows = stored_confirmation(study)
+    if trial_number not in rows:
+        return (f"trial {trial_number} is not confirmed yet (run `losstune confirm "
+                f"{study.study_name}`)")
+    r = rows[trial_number]
+    s = r.val_stats
+    return (f"confirmed with {len(r.seeds)} fresh seeds: mean {s['mean']:.4f} ± {s['ci95']:.4f} "
+            f"(95% CI); the single search run {r.single_value:.4f} exceeded it by "
+            f"{r.winners_curse:+.4f} (winner's curse)")
