@@ -34,7 +34,7 @@ from objectives.cache import cached_arrays
 logger = logging.getLogger(__name__)
 
 #: Bump when teacher training changes (part of the cache key).
-_VERSION = 1
+_VERSION = 2
 SPLITS = ("train", "val", "test")
 
 
@@ -111,13 +111,15 @@ def train_teacher(
     num_classes: int,
     settings: TeacherSettings,
     device: torch.device,
-) -> tuple[Any, dict[str, float]]:
-    """Train a DualTextCNN teacher; returns the model at its best validation epoch and info."""
+) -> tuple[Any, dict[str, Any]]:
+    """Train a DualTextCNN teacher; returns the model at its best validation epoch and info
+    (``val_loss``, ``best_epoch``, ``val_accuracy``, ``val_loss_curve``). The test split is
+    never read."""
     from objectives.models.latentg import DualTextCNN
 
     torch.manual_seed(settings.seed)
-    x = {s: inputs[s].float().to(device) for s in SPLITS}
-    y = {s: labels[s].to(device) for s in SPLITS}
+    x = {s: inputs[s].float().to(device) for s in ("train", "val")}
+    y = {s: labels[s].to(device) for s in ("train", "val")}
     model = DualTextCNN(in_dim=x["train"].shape[1], num_classes=num_classes,
                         latent_dim=settings.latent_dim, width=settings.width).to(device)
     if settings.optimizer == "sgd":
@@ -127,6 +129,7 @@ def train_teacher(
     generator = torch.Generator().manual_seed(settings.seed)
     n = len(x["train"])
     best_loss, best_epoch, best_state = float("inf"), -1, None
+    curve: list[float] = []
     for epoch in range(settings.epochs):
         model.train()
         for idx in torch.randperm(n, generator=generator).split(settings.batch_size):
@@ -134,13 +137,14 @@ def train_teacher(
             loss = _loss(model, x["train"][idx], y["train"][idx], settings.recon_weight)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
-                    f"LatentG teacher loss became {float(loss)} at epoch {epoch}; lower "
+                    f"LatentG teacher loss became {loss.item()} at epoch {epoch}; lower "
                     "teacher_lr or teacher_recon_weight"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         val_loss = _mean_loss(model, x["val"], y["val"], settings.recon_weight)
+        curve.append(val_loss)
         if val_loss < best_loss:
             best_loss, best_epoch = val_loss, epoch
             best_state = copy.deepcopy(model.state_dict())
@@ -149,7 +153,8 @@ def train_teacher(
     model.eval()
     _, val_logits = _score(model, x["val"])
     val_acc = float((val_logits.argmax(1) == y["val"].cpu().numpy()).mean())
-    return model, {"val_loss": best_loss, "best_epoch": float(best_epoch), "val_accuracy": val_acc}
+    return model, {"val_loss": best_loss, "best_epoch": float(best_epoch),
+                   "val_accuracy": val_acc, "val_loss_curve": curve}
 
 
 def teacher_key(config: Any, data: Any, settings: TeacherSettings) -> dict[str, Any]:
@@ -173,8 +178,9 @@ def _label_digest(labels: np.ndarray) -> str:
 
 def teacher_outputs(config: Any, data: Any) -> dict[str, np.ndarray]:
     """The cached teacher arrays of a ``latentg_student`` config: ``<split>_latents``,
-    ``<split>_logits`` (row ``i`` = document ``i`` of the split) and ``info`` (validation loss,
-    best epoch, validation accuracy). Trains the teacher on the first call only."""
+    ``<split>_logits`` (row ``i`` = document ``i`` of the split), ``info`` (validation loss,
+    best epoch, validation accuracy) and ``val_loss_curve``. Trains the teacher on the first
+    call only."""
     if data.dataset.multilabel:
         raise ValueError(
             f"the LatentG teacher is trained with softmax cross-entropy and needs single-label "
@@ -191,8 +197,9 @@ def teacher_outputs(config: Any, data: Any) -> dict[str, np.ndarray]:
         rng_state = torch.get_rng_state()
         try:
             model, info = train_teacher(
-                {s: data.inputs[s]["embeddings"] for s in SPLITS},
-                {s: data.y[s] for s in SPLITS}, data.dataset.num_classes, settings, device,
+                {s: data.inputs[s]["embeddings"] for s in ("train", "val")},
+                {s: data.y[s] for s in ("train", "val")}, data.dataset.num_classes, settings,
+                device,
             )
         finally:
             torch.set_rng_state(rng_state)
@@ -204,6 +211,7 @@ def teacher_outputs(config: Any, data: Any) -> dict[str, np.ndarray]:
         arrays["info"] = np.array(
             [info["val_loss"], info["best_epoch"], info["val_accuracy"]], dtype=np.float64
         )
+        arrays["val_loss_curve"] = np.asarray(info["val_loss_curve"], dtype=np.float64)
         return arrays
 
     return cached_arrays("latentg_teacher", teacher_key(config, data, settings), compute)
