@@ -1,4 +1,7 @@
-"""Datasets: registry, loaders with fixed splits, and label statistics."""
+"""Datasets: registry, loaders with fixed splits, and label statistics.
+
+Label statistics live in :mod:`objectives.data.stats` (imported on demand: it needs sklearn).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,10 @@ from objectives.data import builtin as _builtin  # noqa: F401  (registers the bu
 from objectives.data.base import SPLITS, Split, TextDataset
 from objectives.data.registry import (
     DATASETS,
+    DatasetError,
     DatasetInfo,
     RawDataset,
+    UnknownDatasetError,
     get_dataset_info,
     load_dataset,
     register_dataset,
@@ -16,10 +21,12 @@ from objectives.data.registry import (
 __all__ = [
     "DATASETS",
     "SPLITS",
+    "DatasetError",
     "DatasetInfo",
     "RawDataset",
     "Split",
     "TextDataset",
+    "UnknownDatasetError",
     "get_dataset_info",
     "load_dataset",
     "register_dataset",
