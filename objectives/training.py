@@ -511,6 +511,9 @@ def run_trial(
         if on_epoch is not None:
             on_epoch(epoch, {"value": value, "train_loss": curves["train_loss"][-1]})
         if reporter is not None:
+            observe = getattr(reporter, "observe", None)
+            if observe is not None:  # optional hook (Ray Tune): the result so far, each epoch
+                observe(snapshot_result(epochs_run))
             reporter.report(value, epoch)
             if reporter.should_prune():
                 raise TrialPrunedSignal(epoch, snapshot_result(epochs_run))

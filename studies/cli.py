@@ -34,12 +34,14 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from storage import StorageError
     from studies.api import StudyNotFoundError
     from studies.export import ExportError
+    from studies.launchers import LauncherError
+    from studies.report import ReportError
     from studies.runner import StudyMismatchError
     from studies.spec import StudyFileError
 
-    return (StudyFileError, SpaceError, StorageError, ExportError, StudyNotFoundError,
-            StudyMismatchError, ConfigurationError, PluginError, MissingDataPackageError,
-            DatasetError)
+    return (StudyFileError, ReportError, SpaceError, StorageError, ExportError,
+            StudyNotFoundError, StudyMismatchError, ConfigurationError, PluginError,
+            MissingDataPackageError, DatasetError, LauncherError)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

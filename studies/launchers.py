@@ -13,6 +13,10 @@ from studies.runner import StopFlag, run_worker
 from studies.spec import StudySpec
 
 
+class LauncherError(ValueError):
+    """A launcher cannot run this study here; the message says why and what to change."""
+
+
 class Launcher(abc.ABC):
     """Starts workers for a study and waits for them."""
 
@@ -58,7 +62,85 @@ class LocalLauncher(Launcher):
                            on_trial_end=on_trial_end)]
 
 
-LAUNCHERS: dict[str, Callable[[], Launcher]] = {"local": LocalLauncher}
+def _shared_url(url: str, launcher: str) -> str:
+    """The storage URL as worker processes must see it (checked: it can be shared)."""
+    import storage as storage_pkg
+    from studies.ray_launch import shareable_url
+
+    if storage_pkg.backend_of(url) == "memory" or (
+        storage_pkg.backend_of(url) == "sqlite" and storage_pkg.sqlite_path(url) is None
+    ):
+        raise LauncherError(
+            f"an in-memory storage cannot be shared with worker processes; use an SQLite file "
+            f"or PostgreSQL with --launcher {launcher}"
+        )
+    return shareable_url(url)
+
+
+class RayLauncher(Launcher):
+    """N Ray tasks, each running :func:`run_worker` on the shared RDB study (issue 6).
+
+    Resources per worker come from the study file (``ray.num_cpus``, ``ray.num_gpus``:
+    fractions share a GPU). Without an address Ray starts locally with ``address="local"``;
+    ``--address`` / ``ray.address`` joins a cluster. Ctrl-C: workers stop after their current
+    trial; a second Ctrl-C cancels them (their trials are failed and retried on resume).
+    """
+
+    name = "ray"
+
+    def __init__(self) -> None:
+        self.address: str | None = None
+        self.echo: Callable[[str], None] = print  # notes for the user (run_study: its console)
+
+    def launch(
+        self,
+        spec: StudySpec,
+        url: str,
+        *,
+        n_trials: int,
+        workers: int,
+        stop: StopFlag,
+        deadline: float | None,
+        on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        from studies.ray_launch import run_ray_workers
+
+        return run_ray_workers(spec, _shared_url(url, self.name), n_trials=n_trials,
+                               workers=workers, stop=stop, deadline=deadline,
+                               address=self.address, echo=self.echo)
+
+
+class TuneLauncher(RayLauncher):
+    """Ray Tune with Optuna's ``OptunaSearch`` on the same RDB study (``--launcher ray-tune``).
+
+    ``ray.scheduler: asha`` stops poor trials early (recorded PRUNED); ``--workers`` trials run
+    at once. Tune asks and tells Optuna from the driver, so its trials have no heartbeat.
+    """
+
+    name = "ray-tune"
+
+    def launch(
+        self,
+        spec: StudySpec,
+        url: str,
+        *,
+        n_trials: int,
+        workers: int,
+        stop: StopFlag,
+        deadline: float | None,
+        on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        from studies.ray_tune import run_tune
+
+        return run_tune(spec, _shared_url(url, self.name), n_trials=n_trials, workers=workers,
+                        stop=stop, deadline=deadline, address=self.address, echo=self.echo)
+
+
+LAUNCHERS: dict[str, Callable[[], Launcher]] = {
+    "local": LocalLauncher,
+    "ray": RayLauncher,
+    "ray-tune": TuneLauncher,
+}
 
 
 def get_launcher(name: str) -> Launcher:

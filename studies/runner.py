@@ -8,6 +8,7 @@ and claimed under :func:`storage.budget_lock`, so any number of workers finish e
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import signal
@@ -281,10 +282,19 @@ def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
             if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 failed.append(trial.number)
                 if callback is not None:
-                    callback(study, storage.get_trial(trial._trial_id))
+                    callback(study, _retry_source(storage.get_trial(trial._trial_id)))
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
     return failed
+
+
+def _retry_source(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """The failed trial as the retry callback should copy it: without the attributes that
+    describe the dead attempt (the callback copies every user attribute to the retry)."""
+    trial = copy.deepcopy(trial)
+    trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
+                        if k not in ("stale_reason", TUNE_OWNER_ATTR)}
+    return trial
 
 
 #: User attribute marking a trial asked by a Ray Tune driver: ``"HOST:PID:NUMBER"``. The trial

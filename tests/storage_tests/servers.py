@@ -1,0 +1,81 @@
+"""The database servers of the development and CI machines, for tests that need them.
+
+PostgreSQL: 127.0.0.1:5432, user postgres (trust auth), database ``test``. MariaDB: 127.0.0.1:3306,
+user root, empty password, database ``test``. ``$LOSSTUNE_TEST_PG`` / ``$LOSSTUNE_TEST_MYSQL``
+point elsewhere. Tests use :func:`unique_name` and delete their studies afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+import pytest
+
+from tests.conftest import require
+
+PG_URL = os.environ.get("LOSSTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("LOSSTUNE_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+@functools.cache
+def _reachable(url: str) -> str | None:
+    """None when ``url`` answers ``SELECT 1``; else why not."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as con:
+            con.execute(sqlalchemy.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means "not here"
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def require_postgres() -> str:
+    why = _reachable(PG_URL)
+    require(why is None, f"PostgreSQL at {PG_URL} ({why})")
+    return PG_URL
+
+
+def require_mysql() -> str:
+    why = _reachable(MYSQL_URL)
+    require(why is None, f"MariaDB/MySQL at {MYSQL_URL} ({why})")
+    return MYSQL_URL
+
+
+def unique_name(prefix: str = "lt") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def delete_study(name: str, url: str) -> None:
+    from storage import get_storage
+
+    try:
+        optuna.delete_study(study_name=name, storage=get_storage(url))
+    except KeyError:
+        pass
+
+
+@contextmanager
+def study_cleanup(name: str, url: str) -> Iterator[str]:
+    """Delete study ``name`` from ``url`` on exit (also when the test fails)."""
+    try:
+        yield name
+    finally:
+        delete_study(name, url)
+
+
+@pytest.fixture
+def pg_url() -> str:
+    return require_postgres()
+
+
+@pytest.fixture
+def mysql_url() -> str:
+    return require_mysql()
