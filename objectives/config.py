@@ -76,7 +76,9 @@ class TrainConfig(_Strict):
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     seed: int = 0
     device: str = "cpu"
-    patience: int | None = Field(None, ge=1, description="Stop after this many epochs without gain.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without gain."
+    )
     grad_clip: float | None = Field(None, gt=0)
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads; fixed values make CPU replays bit-exact."
@@ -89,7 +91,9 @@ class TrainConfig(_Strict):
     @classmethod
     def _check_device(cls, value: str) -> str:
         if value not in {"cpu", "cuda", "auto"} and not value.startswith("cuda:"):
-            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', but got {value!r}")
+            raise ValueError(
+                f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', but got {value!r}"
+            )
         return value
 
 
@@ -117,7 +121,14 @@ class TrialConfig(_Strict):
     loss: LossConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
-    plugins: list[str] = Field(default_factory=list)
+    plugins: list[str] = Field(
+        default_factory=list, description="Plugin modules to import (a study's `plugins:`)."
+    )
+    plugin_packages: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Where plugin parts came from (module, package, version, provides); "
+        "written by export, informational: nothing is imported from it.",
+    )
 
     def with_seed(self, seed: int) -> TrialConfig:
         """The same configuration trained from another seed (init and batch order only)."""
