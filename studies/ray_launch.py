@@ -74,7 +74,13 @@ def connect(spec: StudySpec, address: str | None) -> RayCluster:
     except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError...
         what = ("start a local Ray instance" if target == "local"
                 else f"join the Ray cluster at {target}")
-        raise LauncherError(f"cannot {what}: {type(exc).__name__}: {exc}") from None
+        hint = ""
+        if target != "local" and not os.environ.get("RAY_AUTH_MODE"):
+            hint = ("; if the cluster uses token authentication (what `ray start` does by "
+                    "default), set RAY_AUTH_MODE=token (the token comes from ~/.ray/auth_token "
+                    "or $RAY_AUTH_TOKEN)")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise LauncherError(f"cannot {what}: {type(exc).__name__}: {first}{hint}") from None
     return _describe_cluster(RayCluster(started=True, address=target))
 
 
