@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
@@ -151,6 +153,9 @@ def import_plugin_modules(modules: list[str]) -> None:
     from objectives.models import MODELS
 
     load_entry_point_plugins()
+    cwd = os.getcwd()
+    if modules and cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)  # a study's own plugin modules beside it (installed ones win)
     for module in modules:
         if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
             raise PluginError(f"plugin {module!r} is not a module name (write e.g. "

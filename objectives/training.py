@@ -405,7 +405,9 @@ def run_trial(
     model, criterion = build_objective_parts(config, data)
     model.to(device)
     criterion.to(device)
-    params = [p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad]
+    params = [
+        p for p in list(model.parameters()) + list(criterion.parameters()) if p.requires_grad
+    ]
     optimizer = _make_optimizer(config, _param_groups(config, model, params))
     generator = torch.Generator().manual_seed(config.train.seed)
     evaluator = _Evaluator(config, data, device)

@@ -150,6 +150,22 @@ def parse_override(param: Param, raw: Any) -> Distribution:
     )
     if isinstance(raw, list):
         raw = {"choices": raw}
+    if isinstance(raw, Mapping) and "type" in raw:
+        raw = dict(raw)
+        kind = raw.pop("type")
+        if kind not in ("float", "int", "categorical"):
+            raise ValueError(f"`type` must be float, int or categorical, but got {kind!r}")
+        if kind == "categorical" and "choices" not in raw:
+            raise ValueError("a categorical parameter needs `choices: [...]`")
+        if kind in ("float", "int") and not {"low", "high"} <= set(raw) and "value" not in raw:
+            raise ValueError(f"a {kind} parameter needs `low` and `high`")
+        if kind == "int":
+            base = IntDist(0, 1)
+            numeric = True
+        elif kind == "float":
+            base = FloatDist(0.0, 1.0)
+            numeric = True
+        param = Param(param.name, base, param.default, param.when, param.help)
     if not isinstance(raw, Mapping):
         _check_fixed_type(param, raw)
         return FixedDist(raw)

@@ -34,6 +34,12 @@ from search_spaces.params import (
 from search_spaces.training import FINE_TUNE_SPACE, MODEL_SPACES, TRAIN_SPACE
 
 LOSS_NAME = "loss.name"
+#: Placeholder distributions giving a declared knob its kind before the override is read.
+_TYPE_STUBS: dict[str, Distribution] = {
+    "float": FloatDist(0.0, 1.0),
+    "int": IntDist(0, 1),
+    "categorical": CategoricalDist((None,)),
+}
 
 
 class SpaceError(ValueError):
@@ -166,14 +172,20 @@ class SearchSpace:
     def override(self, overrides: Mapping[str, Any]) -> SearchSpace:
         by_name = {p.name: p for p in self.params}
         new = dict(by_name)
+        order = [p.name for p in self.params]
         for name, raw in overrides.items():
             if name not in by_name:
-                close = difflib.get_close_matches(name, list(by_name), n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
-                raise SpaceError(
-                    f"space.{name}: no such parameter in this study.{hint} Valid parameters: "
-                    f"{', '.join(sorted(by_name))}"
-                )
+                declared = self._declared_knob(name, raw)
+                if declared is None:
+                    close = difflib.get_close_matches(name, list(by_name), n=1)
+                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    raise SpaceError(
+                        f"space.{name}: no such parameter in this study.{hint} Valid "
+                        f"parameters: {', '.join(sorted(by_name))}"
+                    )
+                new[name] = declared
+                order.insert(self._insert_at(order, name), name)
+                continue
             try:
                 dist = parse_override(by_name[name], raw)
             except ValueError as exc:
@@ -189,8 +201,41 @@ class SearchSpace:
                         "the override may only restrict the choice"
                     )
             new[name] = by_name[name].with_dist(dist)
-        return SearchSpace(tuple(new[p.name] for p in self.params), self.losses, self.auxiliary,
+        return SearchSpace(tuple(new[n] for n in order), self.losses, self.auxiliary,
                            self.head)
+
+    def _declared_knob(self, name: str, raw: Any) -> Param | None:
+        """A knob of a chosen loss that has no default space, declared by the study file with
+        an explicit ``type`` (for plugin losses). None when ``name`` is not such a knob."""
+        parts = name.split(".")
+        if len(parts) != 3 or parts[0] != "loss" or parts[1] not in (*self.losses,
+                                                                    *self.auxiliary):
+            return None
+        loss, arg = parts[1], parts[2]
+        knobs = get_loss_class(loss).hyperparameters()
+        if arg not in knobs:
+            raise SpaceError(
+                f"space.{name}: loss {loss!r} has no knob {arg!r}; its knobs: {sorted(knobs)}")
+        if not isinstance(raw, Mapping) or "type" not in raw:
+            raise SpaceError(
+                f"space.{name}: {loss!r} has no default space for {arg!r}; declare one with a "
+                "type, e.g. {type: float, low: 0.0, high: 4.0} (types: float, int, categorical)")
+        when = ((LOSS_NAME, loss),) if loss in self.losses else ()
+        default = knobs[arg].default
+        stub = Param(name, _TYPE_STUBS[str(raw["type"])] if str(raw["type"]) in _TYPE_STUBS
+                     else FixedDist(None), None if default is inspect.Parameter.empty
+                     else default, when, help=f"declared in the study file ({loss}.{arg})")
+        try:
+            return stub.with_dist(parse_override(stub, raw))
+        except ValueError as exc:
+            raise SpaceError(f"space.{name}: {exc}") from None
+
+    @staticmethod
+    def _insert_at(order: list[str], name: str) -> int:
+        """Right after the last parameter of the same loss (or after loss.name)."""
+        prefix = name.rsplit(".", 1)[0] + "."
+        idx = [i for i, n in enumerate(order) if n.startswith(prefix) or n == LOSS_NAME]
+        return (max(idx) + 1) if idx else len(order)
 
     # ------------------------------------------------------------------ querying
     def names(self) -> list[str]:

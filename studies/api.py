@@ -450,6 +450,72 @@ def _save_weights(out: Path, config: Any, results: list[Any], runs: list[dict]) 
                        sort_keys=False), encoding="utf-8")
 
 
+# ---------------------------------------------------------------------- contracts
+def _classes_from(name_or_module: str, registry: Mapping[str, type], base: type,
+                  kind: str) -> list[type]:
+    """The registered class called ``name_or_module``, or every ``base`` subclass defined in
+    the module of that name (imported as a plugin)."""
+    import inspect
+    import sys
+
+    from objectives.plugins import PluginError, import_plugin_modules, load_entry_point_plugins
+
+    load_entry_point_plugins()
+    if name_or_module in registry:
+        return [registry[name_or_module]]
+    if not all(part.isidentifier() for part in name_or_module.split(".")):
+        raise PluginError(f"{name_or_module!r} is neither a registered {kind} "
+                          f"({', '.join(sorted(registry))}) nor a module name")
+    try:
+        import_plugin_modules([name_or_module])
+    except PluginError as exc:
+        if "." not in name_or_module and "not installed" in str(exc):
+            raise PluginError(f"{name_or_module!r} is neither a registered {kind} "
+                              f"({', '.join(sorted(registry))}) nor an importable module") \
+                from None
+        raise
+    module = sys.modules[name_or_module]
+    found = [obj for _, obj in inspect.getmembers(module, inspect.isclass)
+             if issubclass(obj, base) and obj is not base
+             and obj.__module__.startswith(name_or_module)
+             and not inspect.isabstract(obj) and getattr(obj, "name", "")]
+    if not found:
+        raise PluginError(f"module {name_or_module!r} defines no {kind} (no subclass of "
+                          f"{base.__module__}.{base.__qualname__} with a `name`)")
+    return found
+
+
+def check_loss(name_or_module: str) -> dict[str, list[Any]]:
+    """Run the loss contract (the built-in losses' checks) on a registered loss or on every
+    loss class of a module. Returns ``{loss name: [problems]}`` (empty lists pass)."""
+    from objectives.losses import LOSSES, BaseLoss
+    from search_spaces.contract import check_loss_contract
+
+    classes = _classes_from(name_or_module, LOSSES, BaseLoss, "loss")
+    return {cls.name: check_loss_contract(cls) for cls in classes}
+
+
+def check_model(name_or_module: str) -> dict[str, list[Any]]:
+    """Run the head contract (declared outputs with the right shapes, gradients flow)."""
+    from objectives.models import MODELS, BaseHead
+    from objectives.models.contract import check_model_class
+    from search_spaces.training import MODEL_SPACES
+
+    classes = _classes_from(name_or_module, MODELS, BaseHead, "model head")
+    return {cls.name: check_model_class(cls, space=MODEL_SPACES.get(cls.name))
+            for cls in classes}
+
+
+def check_dataset(name: str, options: Mapping[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Run the dataset contract (splits present and disjoint, labels parse, every class named,
+    text non-empty) on a registered dataset, with loader ``options``."""
+    from objectives.data.contract import check_dataset as run_check
+    from objectives.plugins import load_entry_point_plugins
+
+    load_entry_point_plugins()
+    return {name: run_check(name, options or {})}
+
+
 def serve_dashboard(storage: str | None = None, *, host: str = "127.0.0.1",
                     port: int = 8080) -> None:
     """Serve optuna-dashboard on the losstune storage (blocks)."""

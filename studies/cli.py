@@ -210,6 +210,7 @@ def show(study: str, storage: str | None, trial_number: int | None, top: int) ->
     if info["chosen"]:
         _print_trial(console, info["chosen"], info["metric_names"],
                      title="Trial" if trial_number is not None else "Best trial")
+        console.print("  " + info["confirmation_note"])
     if info["pareto"]:
         console.print(f"\nPareto front ({len(info['pareto'])} trials):")
         table = Table("trial", "loss", *info["metric_names"])
@@ -229,21 +230,35 @@ def show(study: str, storage: str | None, trial_number: int | None, top: int) ->
 # ---------------------------------------------------------------------- export / train
 @cli.command()
 @click.argument("study")
-@click.option("-o", "--output", required=True, type=click.Path(), help="YAML file to write.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="YAML file to write (a folder with --pareto).")
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--trial", "trial_number", type=int, default=None,
               help="Export this trial instead of the best.")
+@click.option("--confirmed", is_flag=True,
+              help="Export the best confirmed configuration (see `losstune confirm`).")
+@click.option("--pareto", is_flag=True,
+              help="Multi-objective studies: one config per Pareto trial into the folder -o.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 @handle_errors
 def export(study: str, output: str, storage: str | None, trial_number: int | None,
-           force: bool) -> None:
+           confirmed: bool, pareto: bool, force: bool) -> None:
     """Write the best (or chosen) trial of STUDY as a self-contained config."""
     from studies import api
 
-    path, doc = api.export_trial(study, output, storage=storage, trial=trial_number, force=force)
+    if sum([trial_number is not None, confirmed, pareto]) > 1:
+        raise UserError("use only one of --trial, --confirmed and --pareto")
+    if pareto:
+        paths = api.export_pareto(study, output, storage=storage, force=force)
+        click.echo(f"wrote {len(paths)} Pareto configs to {output}/: "
+                   + ", ".join(p.name for p in paths))
+        return
+    path, doc = api.export_trial(study, output, storage=storage, trial=trial_number,
+                                 force=force, confirmed=confirmed)
     prov = doc["provenance"]
     click.echo(f"wrote {path}: study {prov['study']} trial {prov['trial']}, validation "
                f"{prov['metric']} {prov['value']}")
+    click.echo(prov["confirmation_note"])
     click.echo(f"replay it with: losstune train {path}")
 
 
@@ -294,6 +309,165 @@ def train(config_file: str, seeds: int, output: str | None) -> None:
                           "(different device, threads or package versions?)")
     if output:
         console.print(f"saved weights and config to {output}/")
+
+
+# ---------------------------------------------------------------------- trust
+@cli.command()
+@click.argument("study")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many best trials (multi-objective: Pareto trials by the first metric).")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Fresh seeds per trial (the config's seed + 1, + 2, ...).")
+@handle_errors
+def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
+    """Re-train the best trials of STUDY with fresh seeds; rank them by mean validation metric
+    with 95% intervals, and store the results on the study."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.table import Table
+
+    from studies.confirm import confirm_study
+
+    console = _console()
+    with Progress("[bold]confirm", BarColumn(), MofNCompleteColumn(), "runs",
+                  TimeRemainingColumn(), console=console,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task("confirm", total=top * seeds)
+
+        def step(trial: int, seed: int, value: float) -> None:
+            bar.advance(task)
+            if not console.is_terminal:
+                console.print(f"trial {trial} seed {seed}: {value:.4f}")
+
+        report = confirm_study(study, storage=storage, top=top, seeds=seeds, on_run=step)
+    table = Table("rank", "trial", "loss", "single run", f"mean val {report.metric}", "95% CI",
+                  "std", "winner's curse", "test macro_f1 (mean ± CI)",
+                  title=f"{study}: {len(report.rows)} trial(s) x {seeds} seeds "
+                        f"in {report.seconds:.1f}s")
+    for i, r in enumerate(report.ranked(), 1):
+        s, t = r.val_stats, r.test_stats.get("macro_f1", {})
+        table.add_row(str(i), str(r.trial), r.loss, f"{r.single_value:.4f}", f"{s['mean']:.4f}",
+                      f"[{s['mean'] - s['ci95']:.4f}, {s['mean'] + s['ci95']:.4f}]",
+                      f"{s['std']:.4f}", f"{r.winners_curse:+.4f}",
+                      f"{t.get('mean', float('nan')):.4f} ± {t.get('ci95', float('nan')):.4f}")
+    console.print(table)
+    ranked = report.ranked()
+    single_best = min(report.rows, key=lambda r: -r.single_value
+                      if report.direction == "maximize" else r.single_value)
+    if ranked[0].trial != single_best.trial:
+        console.print(f"The confirmed best is trial {ranked[0].trial}, not the single-run best "
+                      f"{single_best.trial}.")
+    else:
+        console.print(f"The single-run best (trial {single_best.trial}) is also the confirmed "
+                      "best.")
+    console.print(f"Export it with: losstune export {study} --confirmed -o best.yaml")
+
+
+@cli.command()
+@click.argument("study")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Folder to write.")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@handle_errors
+def report(study: str, output: str, storage: str | None, force: bool) -> None:
+    """Write a static HTML report of STUDY (offline plotly) with PNG figures."""
+    from studies.report import write_report
+
+    console = _console()
+    with console.status("writing report") as status:
+        index = write_report(study, output, storage=storage, force=force,
+                             progress=lambda msg: status.update(f"report: {msg}"))
+    console.print(f"wrote {index} (open it in a browser; figures in {index.parent}/figures)")
+
+
+@cli.command()
+@click.argument("studies_", metavar="STUDY...", nargs=-1, required=True)
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--markdown", type=click.Path(dir_okay=False), default=None,
+              help="Also write the table as Markdown to this file.")
+@handle_errors
+def compare(studies_: tuple[str, ...], storage: str | None, markdown: str | None) -> None:
+    """Best and confirmed results of several studies side by side."""
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from studies.compare import COLUMNS, compare_studies, table_cells, to_markdown
+
+    rows = compare_studies(list(studies_), storage)
+    table = Table(*COLUMNS)
+    for row in rows:
+        table.add_row(*table_cells(row))
+    _console().print(table)
+    if markdown:
+        Path(markdown).write_text(to_markdown(rows), encoding="utf-8")
+        click.echo(f"wrote {markdown}")
+
+
+# ---------------------------------------------------------------------- contracts
+_FIXES = {
+    "registry": "register it (register_loss / register_model / an entry point) under its `name`",
+    "search space": "give it a default space (search_spaces.register_loss_space) whose keys are "
+                    "constructor knobs and whose ranges hold the defaults",
+    "docstring": "write a class docstring with the formula (``L = ...``), Args, References and "
+                 "Inputs",
+    "constructor": "make every knob keyword-only, typed, with the paper's default, and raise "
+                   "ValueError on invalid values",
+}
+
+
+def _report_contract(kind: str, results: dict[str, list[Any]]) -> None:
+    console = _console()
+    failed = 0
+    for name, problems in results.items():
+        if not problems:
+            console.print(f"ok: {kind} {name!r} meets the contract")
+            continue
+        failed += 1
+        console.print(f"FAIL: {kind} {name!r} — {len(problems)} problem(s):")
+        for p in problems:
+            fix = _FIXES.get(p.step)
+            console.print(f"  [{p.step}] {p.message}" + (f"\n      fix: {fix}" if fix else ""),
+                          markup=False)
+    if failed:
+        raise click.exceptions.Exit(2)
+
+
+@cli.command("check-loss")
+@click.argument("name_or_module")
+@handle_errors
+def check_loss_cmd(name_or_module: str) -> None:
+    """Run the loss contract on a registered loss or on the losses of a module."""
+    from studies import api
+
+    _report_contract("loss", api.check_loss(name_or_module))
+
+
+@cli.command("check-model")
+@click.argument("name_or_module")
+@handle_errors
+def check_model_cmd(name_or_module: str) -> None:
+    """Run the model-head contract on a registered head or on the heads of a module."""
+    from studies import api
+
+    _report_contract("model head", api.check_model(name_or_module))
+
+
+@cli.command("check-dataset")
+@click.argument("name")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Loader option (repeatable), e.g. -o path=data.csv -o text_column=text.")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE",
+              help="Import this plugin module first (repeatable).")
+@handle_errors
+def check_dataset_cmd(name: str, options: tuple[str, ...], plugins: tuple[str, ...]) -> None:
+    """Run the dataset contract on a registered dataset."""
+    from objectives.plugins import import_plugin_modules
+    from studies import api
+
+    if plugins:
+        import_plugin_modules(list(plugins))
+    _report_contract("dataset", api.check_dataset(name, api.parse_data_options(options)))
 
 
 # ---------------------------------------------------------------------- dashboard

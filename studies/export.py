@@ -87,8 +87,26 @@ def export_document(study: optuna.Study, trial: FrozenTrial, *, storage_url: str
         "git_commit": git_commit(),
         "packages": package_versions(),
     }
+    config = dict(config)
+    config["plugin_packages"] = plugin_packages(config)
     doc = {"losstune_export": EXPORT_FORMAT, "config": config, "provenance": provenance}
     return scrub(doc, storage_url)
+
+
+def plugin_packages(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Module, package and version of every plugin the config uses (its ``plugins:`` modules
+    and the entry-point plugins that provide its loss, head or dataset)."""
+    from objectives.plugins import import_plugin_modules, load_entry_point_plugins, sources_for
+
+    load_entry_point_plugins()
+    modules = list(config.get("plugins") or [])
+    if modules:
+        import_plugin_modules(modules)
+    parts = [f"module:{m}" for m in modules]
+    parts += [f"loss:{t['name']}" for t in config.get("loss", {}).get("terms", [])]
+    parts += [f"model:{config.get('model', {}).get('head')}",
+              f"dataset:{config.get('data', {}).get('name')}"]
+    return sources_for(parts)
 
 
 def write_yaml_atomic(path: Path, document: dict, *, force: bool = False) -> None:
@@ -151,7 +169,9 @@ def read_config_file(path: str | Path) -> tuple[Any, dict[str, Any]]:
 
 
 def _check_names(config: Any, path: Path) -> None:
-    """Registry names in a config must exist (plugins are imported from `plugins:` only)."""
+    """Registry names in a config must exist. Only the config's ``plugins:`` modules and the
+    installed entry points are imported; a part whose recorded plugin package is missing gets
+    an error naming that package."""
     from objectives.data import get_dataset_info
     from objectives.encoders import get_encoder_class
     from objectives.losses import get_loss_class
@@ -160,13 +180,35 @@ def _check_names(config: Any, path: Path) -> None:
 
     if config.plugins:
         import_plugin_modules(list(config.plugins))
-    checks = [("config.data.name", get_dataset_info, config.data.name),
-              ("config.encoder.name", get_encoder_class, config.encoder.name),
-              ("config.model.head", get_model_class, config.model.head)]
-    checks += [(f"config.loss.terms[{i}].name", get_loss_class, t.name)
+    checks = [("config.data.name", "dataset", get_dataset_info, config.data.name),
+              ("config.encoder.name", "encoder", get_encoder_class, config.encoder.name),
+              ("config.model.head", "model", get_model_class, config.model.head)]
+    checks += [(f"config.loss.terms[{i}].name", "loss", get_loss_class, t.name)
                for i, t in enumerate(config.loss.terms)]
-    for where, getter, name in checks:
+    for where, kind, getter, name in checks:
         try:
             getter(name)
         except KeyError as exc:
+            provider = next((p for p in config.plugin_packages
+                             if f"{kind}:{name}" in p.get("provides", [])), None)
+            if provider is not None:
+                raise ExportError(
+                    f"{path}: {where}: {kind} {name!r} comes from plugin package "
+                    f"{provider.get('package') or provider.get('module')} "
+                    f"{provider.get('version') or ''} (module {provider.get('module')!r}), "
+                    "which is not installed here; install it to replay this config"
+                ) from None
             raise ExportError(f"{path}: {where}: {exc.args[0]}") from None
+    _warn_versions(config)
+
+
+def _warn_versions(config: Any) -> None:
+    import warnings
+
+    from objectives.plugins import package_of
+
+    for p in config.plugin_packages:
+        _, installed = package_of(str(p.get("module", "")))
+        if p.get("version") and installed and installed != p["version"]:
+            warnings.warn(f"plugin {p.get('package')} is {installed} here but the config was "
+                          f"exported with {p['version']}", stacklevel=2)

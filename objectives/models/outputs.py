@@ -36,7 +36,8 @@ class ModelOutputs:
         if name in self.extras:
             return self.extras[name]
         raise KeyError(
-            f"model output {name!r} is not available; this model produced {sorted(self.available())}"
+            f"model output {name!r} is not available; this model produced "
+            f"{sorted(self.available())}"
         )
 
     def available(self) -> frozenset[str]:

@@ -25,6 +25,9 @@ class FaultyLoss(BaseLoss):
 
     References:
         none (a test fixture).
+
+    Inputs:
+        ``outputs.logits``; class indices.
     """
 
     name = "faulty"
