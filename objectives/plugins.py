@@ -71,11 +71,11 @@ def package_of(module: str) -> tuple[str | None, str | None]:
 
 def _register(kind: str, name: str, obj: Any, source: PluginSource) -> None:
     """Register an entry point's object under ``name`` (its declared identifier)."""
+    import types
+
     from objectives.data.registry import DatasetInfo, register_dataset
     from objectives.losses import BaseLoss, register_loss
     from objectives.models import BaseHead, register_model
-
-    import types
 
     if isinstance(obj, types.ModuleType):
         return  # the module registered its parts on import

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from objectives.losses import Batch, BaseLoss
+from objectives.losses import BaseLoss, Batch
 from objectives.models.outputs import ModelOutputs
 from search_spaces import FloatDist, register_loss_space
 
