@@ -1,0 +1,221 @@
+"""Scaling of the Ray launchers and the storage cost of a trial (issue 6), from one run.
+
+On the quickstart objective (full R8, cached all-MiniLM-L6-v2 features, linear head; loss and
+learning rate searched, epochs and batch size fixed so that every trial does the same work, no
+pruning, ``train.threads: 1`` per worker) it measures:
+
+* **launchers**: trials per minute with ``--launcher ray`` and 1 worker, ``--launcher ray`` and
+  2 workers, and ``--launcher ray-tune`` with 2 concurrent trials, each on a fresh PostgreSQL
+  study. One local Ray instance (``num_cpus`` = the machine's cores) serves every run, and a
+  short 2-worker warm-up run first loads the worker processes (imports, cached features), so
+  the figures compare steady states. Trials/min is counted over the window from the first
+  trial's start to the last trial's end (from the storage); the wall time of each whole run is
+  printed beside it.
+* **storage**: milliseconds of storage work per trial on in-memory, SQLite and PostgreSQL
+  storage: what ``run_worker`` and the objective do to the storage for one trial (claim under
+  the budget lock, count states, sample the space, ``config``/``worker`` attributes, one report
+  per epoch, the result's user attributes, tell), with training left out. The attributes are
+  those of a real quickstart trial.
+
+Usage::
+
+    LOSSTUNE_CACHE=/tmp/lt-cache python benchmarks/scaling.py [--trials 16] [--epochs 20]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--storage-trials 40]
+        [--skip-tune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "studies" / "configs" / "quickstart.yaml"
+
+
+def quickstart_study(name: str, n_trials: int, epochs: int) -> dict[str, Any]:
+    study = yaml.safe_load(QUICKSTART.read_text())
+    study.update(name=name, n_trials=n_trials, pruner={"name": "none"},
+                 train={"threads": 1}, loss={"choices": ["ce", "bce", "focal"],
+                                             "baseline": False})
+    study["space"] = dict(study.get("space", {}), **{"train.epochs": epochs,
+                                                     "train.batch_size": 64})
+    return study
+
+
+def _quiet_console() -> Any:
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), width=200)
+
+
+def run_launcher(label: str, launcher: str, workers: int, url: str, n_trials: int,
+                 epochs: int) -> dict[str, Any]:
+    import optuna
+
+    from storage import get_storage
+    from studies import api
+
+    name = f"bench_scaling_{uuid.uuid4().hex[:8]}"
+    spec, text = api.study_from_dict(quickstart_study(name, n_trials, epochs))
+    t0 = time.perf_counter()
+    summary = api.run_study(spec, study_text=text, storage=url, launcher=launcher,
+                            workers=workers, progress=False, console=_quiet_console())
+    wall = time.perf_counter() - t0
+    storage = get_storage(url)
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    optuna.delete_study(study_name=name, storage=storage)
+    done = [t for t in trials if t.state.is_finished() and t.datetime_complete]
+    first = min(t.datetime_start for t in done)
+    last = max(t.datetime_complete for t in done)
+    window = (last - first).total_seconds()
+    durations = [t.duration.total_seconds() for t in done]
+    train = [float(t.user_attrs.get("train_seconds", 0.0)) for t in done]
+    return {
+        "label": label, "workers": workers, "trials": summary.finished, "wall_s": wall,
+        "window_s": window, "per_min": 60.0 * len(done) / window,
+        "trial_s": statistics.fmean(durations), "train_s": statistics.fmean(train),
+        "failed": summary.failed,
+    }
+
+
+class _Fixed:
+    """Stands in for a trial: every suggestion returns the range's low end (for one config)."""
+
+    def suggest_categorical(self, name: str, choices: list[Any]) -> Any:
+        return choices[0]
+
+    def suggest_int(self, name: str, low: int, high: int, **_: Any) -> int:
+        return low
+
+    def suggest_float(self, name: str, low: float, high: float, **_: Any) -> float:
+        return low
+
+
+def real_trial_record(epochs: int) -> tuple[dict[str, Any], dict[str, Any], list[float], Any]:
+    """Config and user attributes of one real quickstart trial (to replay their writes)."""
+    from objectives.objective import config_attribute, result_attributes
+    from objectives.training import run_trial
+    from studies import api
+
+    spec, _ = api.study_from_dict(quickstart_study("bench_record", 1, epochs))
+    space = spec.compile_space()
+    config = space.to_config(space.sample(_Fixed()), spec.template())
+    result = run_trial(config)
+    attrs = result_attributes(result)
+    return config_attribute(config), attrs, list(result.curves[f"val_{result.metric_names[0]}"]), \
+        space
+
+
+def storage_cost(url: str, n: int, config_attr: dict[str, Any], attrs: dict[str, Any],
+                 curve: list[float], space: Any) -> dict[str, Any]:
+    """Milliseconds per trial of the storage work of one losstune trial (no training)."""
+    import optuna
+
+    import storage as storage_pkg
+    from studies.runner import count_states, counted_failures
+
+    name = f"bench_storage_{uuid.uuid4().hex[:8]}"
+    st = storage_pkg.get_storage(url)
+    study = optuna.create_study(study_name=name, storage=st, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    value = max(curve)
+
+    def objective(trial: optuna.Trial) -> float:
+        space.sample(trial)
+        trial.set_user_attr("config", config_attr)
+        trial.set_user_attr("worker", f"bench:{os.getpid()}")
+        for epoch, v in enumerate(curve):
+            trial.report(v, epoch)
+            trial.should_prune()
+        for key, v in attrs.items():
+            trial.set_user_attr(key, v)
+        return value
+
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        with storage_pkg.budget_lock(url, name):
+            count_states(study)
+            counted_failures(study)
+            study.optimize(objective, n_trials=1, gc_after_trial=False)
+        times.append(time.perf_counter() - t0)
+    if url != "memory":
+        optuna.delete_study(study_name=name, storage=st)
+    return {"backend": storage_pkg.backend_of(url), "ms": 1000 * statistics.fmean(times),
+            "ms_median": 1000 * statistics.median(times), "n": n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--postgres", default=os.environ.get(
+        "LOSSTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--storage-trials", type=int, default=40)
+    parser.add_argument("--skip-tune", action="store_true")
+    args = parser.parse_args()
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import ray
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cores = os.cpu_count() or 1
+    print(f"machine: {cores} CPU cores; load average before: "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"quickstart objective: R8, MiniLM features (cache {os.environ.get('LOSSTUNE_CACHE')}),"
+          f" linear head, {args.epochs} epochs, batch 64, 1 torch thread per worker, no pruning")
+
+    with tempfile.TemporaryDirectory(prefix="ltbench-", dir="/tmp") as temp_dir:
+        ray.init(address="local", num_cpus=cores, include_dashboard=False,
+                 _temp_dir=temp_dir, logging_level="warning", log_to_driver=False)
+        try:
+            run_launcher("warm-up", "ray", 2, args.postgres, 2, 2)
+            rows = [run_launcher("ray", "ray", 1, args.postgres, args.trials, args.epochs),
+                    run_launcher("ray", "ray", 2, args.postgres, args.trials, args.epochs)]
+            if not args.skip_tune:
+                rows.append(run_launcher("ray-tune", "ray-tune", 2, args.postgres,
+                                         args.trials, args.epochs))
+        finally:
+            ray.shutdown()
+
+    base = rows[0]["per_min"]
+    print("\nlaunchers (PostgreSQL storage)")
+    print(f"{'launcher':<10} {'workers':>7} {'trials':>6} {'wall s':>7} {'window s':>8} "
+          f"{'trials/min':>10} {'vs ray x1':>9} {'s/trial':>7} {'train s':>7}")
+    for r in rows:
+        print(f"{r['label']:<10} {r['workers']:>7} {r['trials']:>6} {r['wall_s']:>7.1f} "
+              f"{r['window_s']:>8.1f} {r['per_min']:>10.1f} {r['per_min'] / base:>8.2f}x "
+              f"{r['trial_s']:>7.2f} {r['train_s']:>7.2f}")
+
+    config_attr, attrs, curve, space = real_trial_record(args.epochs)
+    with tempfile.TemporaryDirectory(prefix="ltbench-") as d:
+        urls = ["memory", f"sqlite:///{Path(d) / 'bench.db'}", args.postgres]
+        costs = [storage_cost(u, args.storage_trials, config_attr, attrs, curve, space)
+                 for u in urls]
+    mem = costs[0]["ms"]
+    print(f"\nstorage work per trial ({len(attrs) + 2} user attributes, {len(curve)} reports; "
+          f"no training; {args.storage_trials} trials each)")
+    print(f"{'storage':<11} {'ms/trial':>9} {'median':>7} {'vs memory':>9} "
+          f"{'% of a trial':>12}")
+    trial_s = rows[0]["trial_s"]
+    for c in costs:
+        print(f"{c['backend']:<11} {c['ms']:>9.1f} {c['ms_median']:>7.1f} "
+              f"{c['ms'] / mem:>8.1f}x {100 * c['ms'] / 1000 / trial_s:>11.1f}%")
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
