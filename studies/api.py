@@ -102,8 +102,10 @@ def run_study(
     if hasattr(chosen, "echo"):  # launcher notes go where this run's output goes
         chosen.echo = lambda text: console.print(text, highlight=False, markup=False)
     if storage_pkg.backend_of(url) == "memory" and launcher != "local":
-        raise ValueError("an in-memory storage cannot be shared with other processes; "
-                         "use SQLite or PostgreSQL with --launcher " + launcher)
+        from studies.launchers import LauncherError
+
+        raise LauncherError("an in-memory storage cannot be shared with other processes; "
+                            "use SQLite or PostgreSQL with --launcher " + launcher)
     text = study_text if study_text is not None else yaml.safe_dump(
         spec.model_dump(mode="json"), sort_keys=False)
     console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)

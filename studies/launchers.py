@@ -54,7 +54,7 @@ class LocalLauncher(Launcher):
         on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     ) -> list[dict[str, Any]]:
         if workers != 1:
-            raise ValueError(
+            raise LauncherError(
                 f"the local launcher runs one worker, but --workers {workers} was given; "
                 "use --launcher ray for several workers"
             )

@@ -151,9 +151,11 @@ class StudySearch(OptunaSearch):
         return out
 
     def _report(self, trial_id: str, result: dict[str, Any]) -> None:
+        if self._multi:  # Optuna takes no intermediate values for multi-objective trials
+            return
         epoch = result.get(EPOCH_KEY)
         value = result.get(self.metric)
-        if self._multi or epoch is None or value is None or result.get(FINAL_KEY):
+        if epoch is None or value is None or result.get(FINAL_KEY):
             return
         seen = self._reported.setdefault(trial_id, set())
         if int(epoch) not in seen:

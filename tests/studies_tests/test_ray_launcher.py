@@ -113,6 +113,26 @@ def test_resources_fractional_gpus_cpu_fallback_and_clear_errors() -> None:
         plan_resources(cuda, _cluster(cpu=2, gpu=1), workers=1)
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--launcher", "ray", "--storage", "memory"], "in-memory storage cannot be shared"),
+    (["--launcher", "ray", "--storage", "sqlite://"], "in-memory storage cannot be shared"),
+    (["--workers", "2"], "use --launcher ray for several workers"),
+])
+def test_launcher_misuse_exits_2_with_a_message(args: list[str], message: str,
+                                                tmp_path: Any) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from studies.cli import cli
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny_study(name="misuse")))
+    storage = [] if "--storage" in args else ["--storage", f"sqlite:///{tmp_path / 's.db'}"]
+    result = CliRunner().invoke(cli, ["run", str(path), "--no-progress", *storage, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
 # ---------------------------------------------------------------------- with workers
 def test_gpu_study_on_a_machine_without_gpus_exits_2_with_a_message(
         ray_cluster: Any, sqlite_url: str, tmp_path: Any) -> None:
