@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import sqlite3
 import threading
 import warnings
@@ -104,8 +105,9 @@ def normalise_url(url: str) -> str:
     if url in MEMORY_URLS:
         return "memory"
     if "://" not in url:
+        shown = re.sub(r"([^:/@\s]+):[^@\s]+@", r"\1:***@", url)  # user:password@host
         raise StorageError(
-            f"storage {url!r} is not a URL; use sqlite:///FILE.db, postgresql://USER@HOST/DB, "
+            f"storage {shown!r} is not a URL; use sqlite:///FILE.db, postgresql://USER@HOST/DB, "
             "mysql+pymysql://USER@HOST/DB or 'memory'"
         )
     scheme = url.split("://", 1)[0].lower()

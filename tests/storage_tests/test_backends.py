@@ -144,3 +144,9 @@ def test_mariadb_smoke_study_runs_and_is_cleaned_up() -> None:
         rows = {r.name: r for r in api.list_studies(url)}
         assert rows[name].complete == 2
     assert name not in {r.name for r in api.list_studies(url)}
+
+
+def test_a_url_without_scheme_is_refused_without_showing_its_password() -> None:
+    with pytest.raises(storage_pkg.StorageError, match="is not a URL") as info:
+        storage_pkg.normalise_url("postgres:s3cr3t-pw@db.example/studies")
+    assert "s3cr3t-pw" not in str(info.value) and "postgres:***@" in str(info.value)
