@@ -96,7 +96,9 @@ class MiniLMEncoder(TextEncoder):
             for start in range(0, n, batch_size):
                 chunk = list(texts[start : start + batch_size])
                 features = transformer.tokenize(chunk)
-                features = {k: v.to(device) for k, v in features.items()}
+                # sentence-transformers 5 adds non-tensor entries (e.g. "modality")
+                features = {k: v.to(device) for k, v in features.items()
+                            if isinstance(v, torch.Tensor)}
                 out = transformer(features)["token_embeddings"]
                 length = out.shape[1]
                 states[start : start + len(chunk), :length] = out.float().cpu().numpy()

@@ -227,7 +227,7 @@ def test_zero_weight_leaves_weighted_sum_unchanged() -> None:
     grad_b = torch.autograd.grad(both(outputs, batch)[0], z)[0]
     torch.testing.assert_close(grad_a, grad_b, rtol=0, atol=0)
     weighted = WeightedSum([FocalLoss(), BCELoss()], {"bce": 0.25})(outputs, batch)[0]
-    assert float(weighted) == pytest.approx(0.165381 + 0.25 * 0.730004, abs=1e-6)
+    assert float(weighted.detach()) == pytest.approx(0.165381 + 0.25 * 0.730004, abs=1e-6)
 
 
 # ---------------------------------------------------------------- edge cases

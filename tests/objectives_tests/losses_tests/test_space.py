@@ -206,3 +206,19 @@ def test_space_head_trains_end_to_end_on_token_states() -> None:
     assert set(result.terms) == {"ce", "space.inter", "space.intra"}
     assert all(math.isfinite(v) for v in result.terms.values())
     assert result.value > 0.5  # the keyword classes are learnable from token states
+
+
+def test_minilm_token_states_pool_to_its_sentence_embeddings() -> None:
+    """Real MiniLM token states (float16, cached) and mask: their masked mean, normalised, is
+    the encoder's own sentence embedding, so the space head sees the same model."""
+    from objectives.encoders.minilm import MiniLMEncoder
+
+    texts = ["oil prices rose sharply", "the bank cut its lending rate by half a point today",
+             "grain", "shares of the company fell after the quarterly report"]
+    enc = MiniLMEncoder(max_length=32)
+    states, mask = enc.encode_tokens(texts, batch_size=2)
+    assert states.dtype == np.float16 and states.shape == (4, 32, 384)
+    assert mask.dtype == np.uint8 and mask.sum(1).min() >= 3  # [CLS] word [SEP]
+    pooled = (states.astype(np.float32) * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    np.testing.assert_allclose(pooled, enc.encode(texts), atol=2e-3)
