@@ -62,6 +62,14 @@ class LocalLauncher(Launcher):
                            on_trial_end=on_trial_end)]
 
 
+def _require_ray(launcher: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise LauncherError(f"--launcher {launcher} needs Ray; install the 'ray' extra: "
+                            "pip install -e '.[ray]'")
+
+
 def _shared_url(url: str, launcher: str) -> str:
     """The storage URL as worker processes must see it (checked: it can be shared)."""
     import storage as storage_pkg
@@ -103,6 +111,7 @@ class RayLauncher(Launcher):
         deadline: float | None,
         on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     ) -> list[dict[str, Any]]:
+        _require_ray(self.name)
         from studies.ray_launch import run_ray_workers
 
         return run_ray_workers(spec, _shared_url(url, self.name), n_trials=n_trials,
@@ -130,6 +139,7 @@ class TuneLauncher(RayLauncher):
         deadline: float | None,
         on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     ) -> list[dict[str, Any]]:
+        _require_ray(self.name)
         from studies.ray_tune import run_tune
 
         return run_tune(spec, _shared_url(url, self.name), n_trials=n_trials, workers=workers,
