@@ -95,8 +95,10 @@ class MiniLMEncoder(TextEncoder):
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 chunk = list(texts[start : start + batch_size])
-                features = transformer.tokenize(chunk)
-                # sentence-transformers 5 adds non-tensor entries (e.g. "modality")
+                # `preprocess` replaced the deprecated `tokenize` in sentence-transformers 6
+                prepare = getattr(transformer, "preprocess", None) or transformer.tokenize
+                features = prepare(chunk)
+                # recent sentence-transformers add non-tensor entries (e.g. "modality")
                 features = {k: v.to(device) for k, v in features.items()
                             if isinstance(v, torch.Tensor)}
                 out = transformer(features)["token_embeddings"]
