@@ -70,6 +70,11 @@ def check_model_contract(
                 f"encoder.fine_tune is true but model head {head!r} reads {head_cls.input!r}; "
                 "a fine-tuned encoder feeds heads that read 'embeddings' or 'token_states'"
             )
+        if _TEACHER_OUTPUTS & provides:
+            raise IncompatibleConfigError(
+                f"encoder.fine_tune is true but model head {head!r} has a teacher trained on "
+                "cached embeddings of a frozen encoder; set encoder.fine_tune: false"
+            )
     elif head_cls.input not in encoder_cls.provides:
         able = sorted(n for n, c in _encoders().items() if head_cls.input in c.provides)
         raise IncompatibleConfigError(

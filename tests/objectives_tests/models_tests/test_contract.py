@@ -37,6 +37,8 @@ def test_every_head_declares_known_outputs_and_inputs() -> None:
          r"encoder.fine_tune is true but encoder 'glove' cannot be fine-tuned"),
         (["ce"], "textcnn", "minilm", True,
          r"fine_tune is true but model head 'textcnn' reads 'token_ids'"),
+        (["latent_guidance"], "latentg_student", "minilm", True,
+         r"fine_tune is true but model head 'latentg_student' has a teacher"),
     ],
 )
 def test_incompatible_parts_are_named(

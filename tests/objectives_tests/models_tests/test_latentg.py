@@ -200,3 +200,15 @@ def test_latent_guidance_without_a_teacher_fails_naming_both() -> None:
         multi = config.model_copy(update={"data": config.data.model_copy(
             update={"options": {"multilabel": True}})})
         teacher_outputs(multi, prepare_data(multi))
+
+
+def test_trial_result_does_not_depend_on_whether_the_teacher_was_cached() -> None:
+    config = _config(params={**SMALL, "teacher_seed": 11})  # trained inside the first trial
+    misses = cache.STATS.misses
+    first = run_trial(config)
+    assert cache.STATS.misses == misses + 1
+    cache.clear_memory()
+    second = run_trial(config)  # the teacher comes from disk
+    assert cache.STATS.misses == misses + 1
+    assert first.value == second.value
+    assert first.curves["train_loss"] == second.curves["train_loss"]
