@@ -212,3 +212,49 @@ def test_trial_result_does_not_depend_on_whether_the_teacher_was_cached() -> Non
     assert cache.STATS.misses == misses + 1
     assert first.value == second.value
     assert first.curves["train_loss"] == second.curves["train_loss"]
+
+
+def test_latentg_study_runs_end_to_end_with_one_teacher(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import optuna
+
+    from studies import api
+    from tests.conftest import tiny_study
+
+    calls: list[TeacherSettings] = []
+    real = teacher_mod.train_teacher
+    monkeypatch.setattr(teacher_mod, "train_teacher",
+                        lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    study = tiny_study(
+        name="latentg_tiny", n_trials=3,
+        encoder={"name": "hashing", "options": {"dim": 64}},
+        model={"head": "latentg_student", "params": {**SMALL, "teacher_seed": 5}},
+        loss={"choices": ["latent_guidance", "ce"], "baseline": ["latent_guidance", "ce"]},
+        space={"train.epochs": {"low": 2, "high": 3}, "model.width": 8},
+    )
+    spec, text = api.study_from_dict(study)
+    summary = api.run_study(spec, study_text=text, storage=sqlite_url, progress=False)
+    assert summary.finished == 3
+    assert len(calls) == 1  # one teacher for the whole study
+    trials = optuna.load_study(study_name="latentg_tiny", storage=sqlite_url).trials
+    first = trials[0]
+    assert first.user_attrs["baseline"] is True
+    assert first.params["loss.name"] == "latent_guidance"
+    # the paper-default trial: the loss's defaults (alpha, beta 0.5, gamma 75)
+    assert first.params["loss.latent_guidance.alpha"] == 0.5
+    assert first.params["loss.latent_guidance.gamma"] == 75.0
+    assert "term.latent_guidance.guidance" in first.user_attrs
+    assert trials[1].params["loss.name"] == "ce"
+
+
+def test_shipped_latentg_study_file_validates() -> None:
+    from pathlib import Path
+
+    from studies.spec import load_study_file
+
+    path = Path(__file__).resolve().parents[3] / "studies" / "configs" / "latentg_r8.yaml"
+    spec, _ = load_study_file(path)
+    assert spec.model.head == "latentg_student" and spec.encoder.name == "glove"
+    baseline = spec.compile_space().baseline("latent_guidance")
+    assert baseline["train.lr"] == 0.01 and baseline["loss.latent_guidance.gamma"] == 75.0
