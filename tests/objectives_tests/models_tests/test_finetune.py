@@ -123,6 +123,17 @@ def test_fine_tuning_trial_trains_the_encoder_and_replays_bit_exactly(
     torch.testing.assert_close(first.state_dict[key], second.state_dict[key], rtol=0, atol=0)
 
 
+def test_token_state_heads_get_the_fine_tuned_states() -> None:
+    config = TrialConfig.model_validate({
+        **_config().model_dump(),
+        "model": {"head": "space"},
+        "loss": {"terms": [{"name": "ce"}, {"name": "space", "weight": 0.5}]},
+    })
+    result = run_trial(config)
+    assert np.isfinite(result.value)
+    assert {"ce", "space.inter", "space.intra"} <= set(result.terms)
+
+
 def test_encoder_lr_is_searched_only_when_fine_tuning() -> None:
     plain = SearchSpace.build(losses=["ce"]).names()
     tuned = SearchSpace.build(losses=["ce"], fine_tune=True)
