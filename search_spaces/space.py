@@ -214,8 +214,11 @@ class SearchSpace:
         loss, arg = parts[1], parts[2]
         knobs = get_loss_class(loss).hyperparameters()
         if arg not in knobs:
+            close = difflib.get_close_matches(name, [p.name for p in self.params], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise SpaceError(
-                f"space.{name}: loss {loss!r} has no knob {arg!r}; its knobs: {sorted(knobs)}")
+                f"space.{name}: no such parameter; loss {loss!r} has no knob {arg!r}.{hint} "
+                f"Its knobs: {', '.join(sorted(knobs))}")
         if not isinstance(raw, Mapping) or "type" not in raw:
             raise SpaceError(
                 f"space.{name}: {loss!r} has no default space for {arg!r}; declare one with a "
