@@ -1,12 +1,13 @@
 """Scaling of the Ray launchers and the storage cost of a trial (issue 6), from one run.
 
-On the quickstart objective (full R8, cached all-MiniLM-L6-v2 features, linear head; loss and
-learning rate searched, epochs and batch size fixed so that every trial does the same work, no
-pruning, ``train.threads: 1`` per worker) it measures:
+On the quickstart objective (full R8, cached all-MiniLM-L6-v2 features, linear head; CE loss,
+learning rate and the other settings searched, epochs and batch size fixed so that every trial
+does the same work, no pruning, ``train.threads: 1`` per worker) it measures:
 
 * **launchers**: trials per minute with ``--launcher ray`` and 1 worker, ``--launcher ray`` and
-  2 workers, and ``--launcher ray-tune`` with 2 concurrent trials, each on a fresh PostgreSQL
-  study. One local Ray instance (``num_cpus`` = the machine's cores) serves every run, and a
+  2 workers, and ``--launcher ray-tune`` with 2 concurrent trials, each on a fresh study
+  (PostgreSQL; ``--launcher-storage sqlite`` for an SQLite file). One local Ray instance
+  (``num_cpus`` = the machine's cores) serves every run, and a
   short 2-worker warm-up run first loads the worker processes (imports, cached features), so
   the figures compare steady states. Trials/min is counted over the window from the first
   trial's start to the last trial's end (from the storage); the wall time of each whole run is
@@ -21,7 +22,7 @@ Usage::
 
     LOSSTUNE_CACHE=/tmp/lt-cache python benchmarks/scaling.py [--trials 16] [--epochs 20]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--storage-trials 40]
-        [--skip-tune]
+        [--launcher-storage sqlite|URL] [--skip-tune]
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ QUICKSTART = REPO / "studies" / "configs" / "quickstart.yaml"
 
 def quickstart_study(name: str, n_trials: int, epochs: int) -> dict[str, Any]:
     study = yaml.safe_load(QUICKSTART.read_text())
+    # one loss, fixed epochs and batch size: every trial does the same work (and none ends
+    # early on a NaN loss, as a focal trial with a high learning rate can)
     study.update(name=name, n_trials=n_trials, pruner={"name": "none"},
-                 train={"threads": 1}, loss={"choices": ["ce", "bce", "focal"],
-                                             "baseline": False})
-    study["space"] = dict(study.get("space", {}), **{"train.epochs": epochs,
-                                                     "train.batch_size": 64})
+                 train={"threads": 1}, loss={"choices": ["ce"], "baseline": False})
+    space = {k: v for k, v in study.get("space", {}).items() if not k.startswith("loss.")}
+    study["space"] = dict(space, **{"train.epochs": epochs, "train.batch_size": 64})
     return study
 
 
@@ -62,6 +64,7 @@ def _quiet_console() -> Any:
 def run_launcher(label: str, launcher: str, workers: int, url: str, n_trials: int,
                  epochs: int) -> dict[str, Any]:
     import optuna
+    from optuna.trial import TrialState
 
     from storage import get_storage
     from studies import api
@@ -75,7 +78,7 @@ def run_launcher(label: str, launcher: str, workers: int, url: str, n_trials: in
     storage = get_storage(url)
     trials = optuna.load_study(study_name=name, storage=storage).trials
     optuna.delete_study(study_name=name, storage=storage)
-    done = [t for t in trials if t.state.is_finished() and t.datetime_complete]
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     first = min(t.datetime_start for t in done)
     last = max(t.datetime_complete for t in done)
     window = (last - first).total_seconds()
@@ -162,6 +165,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--postgres", default=os.environ.get(
         "LOSSTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--launcher-storage", default=None,
+                        help="storage URL of the launcher runs (default: --postgres)")
     parser.add_argument("--storage-trials", type=int, default=40)
     parser.add_argument("--skip-tune", action="store_true")
     args = parser.parse_args()
@@ -176,23 +181,29 @@ def main() -> None:
     print(f"machine: {cores} CPU cores; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"quickstart objective: R8, MiniLM features (cache {os.environ.get('LOSSTUNE_CACHE')}),"
-          f" linear head, {args.epochs} epochs, batch 64, 1 torch thread per worker, no pruning")
+          f" linear head, CE, {args.epochs} epochs, batch 64, 1 torch thread per worker,"
+          " no pruning")
 
     with tempfile.TemporaryDirectory(prefix="ltbench-", dir="/tmp") as temp_dir:
+        url = args.launcher_storage or args.postgres
+        if url == "sqlite":
+            url = f"sqlite:///{Path(temp_dir) / 'launchers.db'}"
         ray.init(address="local", num_cpus=cores, include_dashboard=False,
                  _temp_dir=temp_dir, logging_level="warning", log_to_driver=False)
         try:
-            run_launcher("warm-up", "ray", 2, args.postgres, 2, 2)
-            rows = [run_launcher("ray", "ray", 1, args.postgres, args.trials, args.epochs),
-                    run_launcher("ray", "ray", 2, args.postgres, args.trials, args.epochs)]
+            run_launcher("warm-up", "ray", 2, url, 2, 2)
+            rows = [run_launcher("ray", "ray", 1, url, args.trials, args.epochs),
+                    run_launcher("ray", "ray", 2, url, args.trials, args.epochs)]
             if not args.skip_tune:
-                rows.append(run_launcher("ray-tune", "ray-tune", 2, args.postgres,
-                                         args.trials, args.epochs))
+                rows.append(run_launcher("ray-tune", "ray-tune", 2, url, args.trials,
+                                         args.epochs))
         finally:
             ray.shutdown()
 
     base = rows[0]["per_min"]
-    print("\nlaunchers (PostgreSQL storage)")
+    from storage import backend_of
+
+    print(f"\nlaunchers ({backend_of(url)} storage)")
     print(f"{'launcher':<10} {'workers':>7} {'trials':>6} {'wall s':>7} {'window s':>8} "
           f"{'trials/min':>10} {'vs ray x1':>9} {'s/trial':>7} {'train s':>7}")
     for r in rows:
