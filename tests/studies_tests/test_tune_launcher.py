@@ -5,6 +5,7 @@ so that a resume fails the ones a dead Tune driver left RUNNING."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -151,7 +152,9 @@ def test_killed_tune_driver_leaves_running_trials_that_the_next_run_fails_and_re
     path.write_text(yaml.safe_dump(study))
     cmd = [str(REPO / ".venv/bin/losstune"), "run", str(path), "--storage", url,
            "--launcher", "ray-tune", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE,
+    # TMPDIR: the killed driver cannot remove its Tune results folder; keep it under tmp_path
+    env = subprocess_env(TMPDIR=str(tmp_path))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -170,6 +173,7 @@ def test_killed_tune_driver_leaves_running_trials_that_the_next_run_fails_and_re
             proc.kill()
             proc.wait()
         stop_leftovers(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     left = [t for t in trials_of("tunekill", url) if t.state == TrialState.RUNNING]
     assert number in [t.number for t in left]
     out = subprocess.run(cmd[:5] + ["--no-progress"], cwd=REPO, env=subprocess_env(),
