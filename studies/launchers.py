@@ -95,6 +95,9 @@ class RayLauncher(Launcher):
     """
 
     name = "ray"
+    #: ``(module, function)`` of the body: ``function(spec, url, *, n_trials, workers, stop,
+    #: deadline, address, echo)``, imported only when launched (Ray is an optional extra).
+    body = ("studies.ray_launch", "run_ray_workers")
 
     def __init__(self) -> None:
         self.address: str | None = None
@@ -111,12 +114,13 @@ class RayLauncher(Launcher):
         deadline: float | None,
         on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     ) -> list[dict[str, Any]]:
-        _require_ray(self.name)
-        from studies.ray_launch import run_ray_workers
+        import importlib
 
-        return run_ray_workers(spec, _shared_url(url, self.name), n_trials=n_trials,
-                               workers=workers, stop=stop, deadline=deadline,
-                               address=self.address, echo=self.echo)
+        _require_ray(self.name)
+        module, function = self.body
+        run = getattr(importlib.import_module(module), function)
+        return run(spec, _shared_url(url, self.name), n_trials=n_trials, workers=workers,
+                   stop=stop, deadline=deadline, address=self.address, echo=self.echo)
 
 
 class TuneLauncher(RayLauncher):
@@ -127,23 +131,7 @@ class TuneLauncher(RayLauncher):
     """
 
     name = "ray-tune"
-
-    def launch(
-        self,
-        spec: StudySpec,
-        url: str,
-        *,
-        n_trials: int,
-        workers: int,
-        stop: StopFlag,
-        deadline: float | None,
-        on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
-    ) -> list[dict[str, Any]]:
-        _require_ray(self.name)
-        from studies.ray_tune import run_tune
-
-        return run_tune(spec, _shared_url(url, self.name), n_trials=n_trials, workers=workers,
-                        stop=stop, deadline=deadline, address=self.address, echo=self.echo)
+    body = ("studies.ray_tune", "run_tune")
 
 
 LAUNCHERS: dict[str, Callable[[], Launcher]] = {
