@@ -472,7 +472,7 @@ def run_trial(
             outputs = model(_batch_inputs(train_inputs, idx, device))
             total, terms = criterion(outputs, batch)
             if not torch.isfinite(total):
-                shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise NonFiniteLossError(
                     f"training loss became {float(total)} at epoch {epoch}, batch "
                     f"{start // config.train.batch_size} (terms: {shown}); lower train.lr or "
