@@ -15,12 +15,24 @@ from objectives.encoders import build_encoder
 logger = logging.getLogger(__name__)
 
 
+def device_kind(device: str) -> str:
+    """``cpu`` or ``cuda``: what an encoding's numbers depend on (``auto`` resolved)."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device.split(":", 1)[0]
+
+
 def feature_key(
-    dataset: TextDataset, split: str, encoder: EncoderConfig, identity: dict[str, object]
+    dataset: TextDataset, split: str, encoder: EncoderConfig, identity: dict[str, object],
+    device: str = "cpu",
 ) -> dict[str, object]:
-    """The cache key: dataset, split, text digest, encoder identity (incl. weight-file hash)."""
+    """The cache key: dataset, split, text digest, encoder identity (incl. weight-file hash),
+    and the device kind when it is not the CPU (GPU kernels give slightly different numbers, and
+    a CPU replay must reproduce a CPU study exactly)."""
     part = dataset.split(split)
-    return {
+    key: dict[str, object] = {
         "dataset": dataset.name,
         "split": split,
         "n": len(part),
@@ -28,6 +40,10 @@ def feature_key(
         **identity,
         "max_length": encoder.max_length,
     }
+    kind = device_kind(device)
+    if kind != "cpu":
+        key["device"] = kind
+    return key
 
 
 def encoder_outputs(
@@ -47,7 +63,7 @@ def encoder_outputs(
         raise ValueError(
             f"encoder {encoder.name!r} cannot produce {kind!r}; it provides {sorted(enc.provides)}"
         )
-    key = feature_key(dataset, split, encoder, enc.identity())
+    key = feature_key(dataset, split, encoder, enc.identity(), device)
     texts = dataset.split(split).texts
 
     def compute() -> dict[str, np.ndarray]:

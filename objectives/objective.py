@@ -62,6 +62,8 @@ def result_attributes(result: TrialResult) -> dict[str, Any]:
     attrs["best_epoch"] = result.best_epoch
     attrs["epochs_run"] = result.epochs_run
     attrs["prediction_rule"] = result.prediction_rule
+    if result.prediction_threshold is not None:
+        attrs["prediction_threshold"] = result.prediction_threshold
     attrs["train_seconds"] = round(result.train_seconds, 4)
     attrs["device"] = result.device
     return attrs
@@ -96,6 +98,11 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         values = self.space.sample(trial)
         config = self.space.to_config(values, self.template)
+        if config.train.threads is None:  # record what this process uses: replays match it
+            import torch
+
+            config = config.model_copy(update={"train": config.train.model_copy(
+                update={"threads": torch.get_num_threads()})})
         trial.set_user_attr("config", config_attribute(config))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         reporter = None if self.multi_objective else OptunaReporter(trial)

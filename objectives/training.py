@@ -88,6 +88,8 @@ class TrialResult:
     prediction_rule: str
     train_seconds: float
     device: str
+    #: for the threshold rule: the threshold used (a number) or "tuned per class on validation"
+    prediction_threshold: float | str | None = None
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     class_names: list[str] = field(default_factory=list)  # order of the per-class lists
 
@@ -173,25 +175,13 @@ def check_compatibility(config: TrialConfig, multilabel: bool) -> None:
         )
     except IncompatibleConfigError as exc:
         raise ConfigurationError(str(exc)) from None
-    head_cls = get_model_class(config.model.head)
-    for term in config.loss.terms:
-        loss_cls = get_loss_class(term.name)
-        missing = sorted(loss_cls.requires - head_cls.provides)
-        if missing:
+    if multilabel:
+        single = [t.name for t in config.loss.terms if get_loss_class(t.name).single_label_only]
+        if single:
             raise ConfigurationError(
-                f"loss {term.name!r} needs model output(s) {missing}; model head "
-                f"{config.model.head!r} provides {sorted(head_cls.provides)}"
+                f"loss(es) {single} need single-label data, but dataset {config.data.name!r} "
+                "is multi-label; use bce, focal, db or another sigmoid loss"
             )
-        if loss_cls.single_label_only and multilabel:
-            raise ConfigurationError(
-                f"loss {term.name!r} needs single-label data, but dataset "
-                f"{config.data.name!r} is multi-label; use bce, focal, db or another sigmoid loss"
-            )
-    if config.eval.rule == "centroid" and "embeddings" not in head_cls.provides:
-        raise ConfigurationError(
-            f"eval.rule 'centroid' needs embeddings; model head {config.model.head!r} "
-            f"provides {sorted(head_cls.provides)}"
-        )
 
 
 def build_objective_parts(
@@ -331,6 +321,13 @@ class _Evaluator:
             raise ConfigurationError(f"eval.class_groups: {exc}") from None
         self.thresholds: np.ndarray | float = config.eval.threshold
 
+    def threshold_description(self) -> float | str | None:
+        if self.rule != "threshold":
+            return None
+        if self.config.eval.tune_threshold:
+            return "tuned per class on validation"
+        return float(self.config.eval.threshold)
+
     def scores(self, model: BaseHead, split: str) -> np.ndarray:
         logits, emb = _outputs_for(model, self.data.inputs[split], self.device)
         if self.rule != "centroid":
@@ -388,17 +385,35 @@ def run_trial(
 ) -> TrialResult:
     """Train ``config`` and return its validation value and test metrics at the kept epoch.
 
+    ``train.threads`` applies to this run only (the process's thread count is restored after).
+
     Raises:
         TrialPrunedSignal: the reporter asked to stop (the partial result is attached).
         NonFiniteLossError: the loss became NaN or infinite.
         ConfigurationError: the configuration cannot be built.
     """
+    previous_threads = torch.get_num_threads()
+    if config.train.threads is not None:
+        torch.set_num_threads(config.train.threads)
+    try:
+        return _run_trial(config, reporter=reporter, data=data, keep_state=keep_state,
+                          on_epoch=on_epoch)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run_trial(
+    config: TrialConfig,
+    *,
+    reporter: Reporter | None,
+    data: PreparedData | None,
+    keep_state: bool,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> TrialResult:
     head_cls = get_model_class(config.model.head)
     if data is None:
         data = prepare_data(config, head_input=model_input(head_cls, config.encoder.fine_tune))
     device = resolve_device(config.train.device)
-    if config.train.threads is not None:
-        torch.set_num_threads(config.train.threads)
     data = with_extra_inputs(data, head_cls.extra_inputs(config, data))
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed % (2**32))
@@ -449,6 +464,7 @@ def run_trial(
             terms=dict(last_terms),
             curves={k: list(v) for k, v in curves.items()},
             prediction_rule=evaluator.rule,
+            prediction_threshold=evaluator.threshold_description(),
             train_seconds=time.perf_counter() - started,
             device=str(device),
             class_names=list(data.dataset.class_names),
@@ -495,7 +511,9 @@ def run_trial(
 
         val_metrics = evaluator.metrics(model, "val", tune=True)
         if "loss" in metric_names:
-            val_metrics["loss"] = _split_loss(model, criterion, data, "val", device)
+            # losses that draw random numbers (G-Loss masks) must not shift training's stream
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                val_metrics["loss"] = _split_loss(model, criterion, data, "val", device)
         if "train_seconds" in metric_names:
             val_metrics["train_seconds"] = time.perf_counter() - started
         values = [float(val_metrics[name]) for name in metric_names]  # type: ignore[arg-type]

@@ -28,7 +28,8 @@ Changed on purpose: the bias is not added in place to the caller's logits; class
 clamped to ``>= 1`` for the weights and to ``[1, N-1]`` for the bias, so that a class absent from
 the training split (common in small subsets) gives finite values instead of the reference's
 inf/NaN; the rebalancing weight of a document without positive labels is ``alpha + 1`` (its
-ratio is infinite) even for ``beta = 0``, where the reference computes ``0 * inf = NaN``.
+ratio is infinite), and ``alpha + 1/2`` like every other entry when ``beta = 0``, where the
+reference computes ``0 * inf = NaN``.
 
 References:
     Huang, Giledereli, Köksal, Özgür, Ozkirimli. Balancing Methods for Multi-label Text

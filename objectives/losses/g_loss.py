@@ -50,7 +50,14 @@ def propagate_labels(
     t_ul = transition[~lab][:, lab]
     y_l = F.one_hot(labels[lab], num_classes).to(transition.dtype)
     eye = torch.eye(len(t_uu), dtype=transition.dtype, device=transition.device)
-    return torch.linalg.solve(eye - t_uu, t_ul @ y_l)
+    rhs = t_ul @ y_l
+    solution, info = torch.linalg.solve_ex(eye - t_uu, rhs)
+    if bool(info.any()) or not bool(torch.isfinite(solution).all()):
+        # A group of unlabelled rows with (numerically) no edge to any labelled row makes
+        # I - T_UU singular (small sigma). A tiny ridge keeps the solve defined: such rows get
+        # no label mass, which the paper variant then leaves out.
+        solution = torch.linalg.solve((1.0 + 1e-9) * eye - t_uu, rhs)
+    return solution
 
 
 def label_mask(batch_size: int, gamma: float, device: torch.device | None = None) -> torch.Tensor:

@@ -52,6 +52,7 @@ class LinearHead(BaseHead):
         self.dropout = dropout
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(in_dim, num_classes)
+        self.embedding_dim = in_dim
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:
         x = inputs["embeddings"]
@@ -82,6 +83,7 @@ class MLPHead(BaseHead):
         self.body = nn.Sequential(nn.Linear(in_dim, hidden), acts[activation]())
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_classes)
+        self.embedding_dim = hidden
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:
         h = self.body(inputs["embeddings"])

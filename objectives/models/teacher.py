@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from objectives._checks import check
 from objectives.cache import cached_arrays
+from objectives.features import device_kind
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,8 @@ def teacher_key(config: Any, data: Any, settings: TeacherSettings) -> dict[str, 
         "encoder": config.encoder.model_dump(mode="json"),
         "teacher": asdict(settings),
         "v": _VERSION,
+        **({} if device_kind(config.train.device) == "cpu"
+           else {"device": device_kind(config.train.device)}),
     }
 
 

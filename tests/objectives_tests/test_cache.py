@@ -71,14 +71,14 @@ def test_two_processes_starting_at_once_encode_once(tmp_path: Path) -> None:
 def test_feature_key_includes_texts_and_encoder_identity() -> None:
     dataset = load_dataset("synthetic")
     cache.clear_memory()
+    a = encoder_outputs(dataset, "val", EncoderConfig(name="hashing", max_length=61))
     before = cache.STATS.misses
-    a = encoder_outputs(dataset, "val", EncoderConfig(name="hashing", max_length=64))
-    b = encoder_outputs(dataset, "val", EncoderConfig(name="hashing", max_length=32))
-    assert cache.STATS.misses - before >= 1
+    b = encoder_outputs(dataset, "val", EncoderConfig(name="hashing", max_length=31))
+    assert cache.STATS.misses == before + 1, "max_length must be part of the key"
     assert a["embeddings"].shape == b["embeddings"].shape
     cache.clear_memory()
     hits = cache.STATS.hits
-    encoder_outputs(dataset, "val", EncoderConfig(name="hashing", max_length=64))
+    encoder_outputs(dataset, "val", EncoderConfig(name="hashing", max_length=61))
     assert cache.STATS.hits == hits + 1
     entries = list((cache.cache_root() / "embeddings").glob("*/meta.json"))
     keys = [json.loads(p.read_text())["key"] for p in entries]

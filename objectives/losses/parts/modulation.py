@@ -16,7 +16,10 @@ def focal_factor(
     the factor, so that ``gamma = 0`` gives plain BCE.
     """
     p_t = torch.exp(-bce)
-    factor = (1.0 - p_t) ** gamma if gamma != 0 else torch.ones_like(bce)
+    # (1 - p_t) is exactly 0 for saturated entries in float32; for 0 < gamma < 1 its power has
+    # an infinite derivative there (inf * 0 = NaN gradients), so keep it off zero.
+    one_minus = (1.0 - p_t).clamp_min(torch.finfo(bce.dtype).tiny)
+    factor = one_minus**gamma if gamma != 0 else torch.ones_like(bce)
     if alpha is None:
         return factor
     alpha_t = torch.where(targets > 0.5, alpha, 1.0 - alpha).to(bce.dtype)

@@ -284,6 +284,14 @@ def test_rebalance_beta0_with_empty_document_is_finite(name: str) -> None:
         if k in type(FAMILY[name][0]()).context_arguments()})
     y = _t([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert torch.isfinite(loss.compute(_t(Z), y))
+    # with beta = 0 every weight is alpha + sigmoid(0), the empty document's included
+    from objectives.losses.parts import rebalanced_weight
+
+    w = rebalanced_weight(y, torch.as_tensor(COUNTS, dtype=y.dtype), alpha=0.1, beta=0.0, mu=0.9)
+    torch.testing.assert_close(w, torch.full_like(w, 0.6))
+    # with beta > 0 the empty document (infinite ratio) gets alpha + 1
+    w = rebalanced_weight(y, torch.as_tensor(COUNTS, dtype=y.dtype), alpha=0.1, beta=10.0, mu=0.9)
+    torch.testing.assert_close(w[0], torch.full_like(w[0], 1.1))
 
 
 def test_forward_reads_logits_and_multi_hot() -> None:
@@ -329,3 +337,20 @@ def test_missing_context_is_a_clear_error() -> None:
         ClassBalancedLoss()
     with pytest.raises(ValueError, match="needs num_train"):
         DistributionBalancedLoss(class_counts=COUNTS)
+
+
+@pytest.mark.parametrize("name", ["focal", "ntr_focal", "db"])
+@pytest.mark.parametrize("gamma", [0.3, 0.5])
+def test_focal_exponent_below_one_keeps_gradients_finite_on_saturated_logits(
+        name: str, gamma: float) -> None:
+    # (1 - p_t) underflows to exactly 0 in float32 for confident entries; its power below one
+    # must not turn the gradient into inf * 0 = NaN.
+    cls = type(FAMILY[name][0]())
+    context = {k: v for k, v in {"class_counts": COUNTS, "num_train": N_TRAIN}.items()
+               if k in cls.context_arguments()}
+    loss = cls(gamma=gamma, **context)
+    z = torch.tensor([[25.0, -25.0, -17.0], [-30.0, 20.0, -3.0]], requires_grad=True)
+    y = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    value = loss.compute(z, y)
+    (grad,) = torch.autograd.grad(value, z)
+    assert torch.isfinite(value) and torch.isfinite(grad).all()

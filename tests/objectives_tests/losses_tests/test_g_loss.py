@@ -192,3 +192,18 @@ def test_training_replays_exactly_and_logs_both_terms() -> None:
     assert all(math.isfinite(v) for v in a.terms.values())
     c = run_trial(_config(seed=1))
     assert c.curves["term_g_loss.graph"] != a.curves["term_g_loss.graph"]
+
+
+def test_small_sigma_with_isolated_unlabelled_group_does_not_crash() -> None:
+    # two unlabelled rows of class 1 far from both labelled rows (class 0): with sigma 0.1 the
+    # kernel gives I - T_UU no usable edge to the labelled set; the solve must stay defined.
+    emb = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.01, 1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1])
+    labelled = torch.tensor([True, True, False, False])
+    f_u = propagate_labels(propagation_matrix(emb, 0.1), labels, labelled, 2)
+    assert torch.isfinite(f_u).all()
+    loss = GLoss(sigma=0.1, gamma=0.5, lam=0.8)
+    torch.manual_seed(0)
+    z = torch.randn(4, 2, requires_grad=True)
+    terms = loss.compute(z, emb.float().requires_grad_(), labels, labelled)
+    assert all(torch.isfinite(t) for t in terms.values())
