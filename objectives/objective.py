@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import optuna
@@ -89,34 +89,45 @@ class Objective:
     """
 
     def __init__(
-        self, space: SpaceLike, template: Mapping[str, Any], *, multi_objective: bool = False
+        self,
+        space: SpaceLike,
+        template: Mapping[str, Any],
+        *,
+        multi_objective: bool = False,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self.space = space
         self.template = dict(template)
         self.multi_objective = multi_objective
+        self.scrub = scrub or (lambda text: text)
 
-    def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        values = self.space.sample(trial)
-        config = self.space.to_config(values, self.template)
-        if config.train.threads is None:  # record what this process uses: replays match it
+    def config_for(self, trial: optuna.Trial) -> TrialConfig:
+        """Sample the trial's parameters and build its plain config (threads made explicit:
+        what this process uses, so that replays match)."""
+        config = self.space.to_config(self.space.sample(trial), self.template)
+        if config.train.threads is None:
             import torch
 
             config = config.model_copy(update={"train": config.train.model_copy(
                 update={"threads": torch.get_num_threads()})})
-        trial.set_user_attr("config", config_attribute(config))
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        reporter = None if self.multi_objective else OptunaReporter(trial)
+        return config
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
+            config = self.config_for(trial)
+            trial.set_user_attr("config", config_attribute(config))
+            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            reporter = None if self.multi_objective else OptunaReporter(trial)
             result = run_trial(config, reporter=reporter)
         except TrialPrunedSignal as signal:
             for key, value in result_attributes(signal.result).items():
                 trial.set_user_attr(key, value)
             raise optuna.TrialPruned(f"pruned at epoch {signal.epoch}") from None
         except NonFiniteLossError as exc:
-            trial.set_user_attr("fail_reason", str(exc))
+            trial.set_user_attr("fail_reason", self.scrub(str(exc)))
             raise
-        except Exception as exc:
-            trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # every failure records why: max_failures counts these
+            trial.set_user_attr("fail_reason", self.scrub(f"{type(exc).__name__}: {exc}"))
             raise
         for key, value in result_attributes(result).items():
             trial.set_user_attr(key, value)

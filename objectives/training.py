@@ -490,7 +490,7 @@ def _run_trial(
             if not torch.isfinite(total):
                 shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
                 raise NonFiniteLossError(
-                    f"training loss became {float(total)} at epoch {epoch}, batch "
+                    f"training loss became {float(total.detach())} at epoch {epoch}, batch "
                     f"{start // config.train.batch_size} (terms: {shown}); lower train.lr or "
                     "check the loss knobs"
                 )

@@ -60,10 +60,25 @@ class StorageSettings:
             )
 
 
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for features losstune relies on on purpose
+    (heartbeats, the retry callback, metric names, stale-trial failing)."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
+
+
 def mask_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (a
+    ``?password=`` query argument is masked too)."""
     if url in MEMORY_URLS or "://" not in url:
         return url
+    import re
+
+    url = re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s#]+", r"\1***", url)
     try:
         from sqlalchemy.engine import make_url
 
@@ -200,7 +215,6 @@ def get_storage(url: str, settings: StorageSettings | None = None):  # noqa: ANN
     ``heartbeat_stale_trial_callback``).
     """
     import optuna
-    from optuna.exceptions import ExperimentalWarning
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     settings = settings or StorageSettings()
@@ -214,8 +228,7 @@ def get_storage(url: str, settings: StorageSettings | None = None):  # noqa: ANN
     if backend_of(url) == "sqlite":
         _prepare_sqlite(url)
         engine_kwargs["connect_args"] = {"timeout": settings.sqlite_timeout}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with quiet_experimental():
         try:
             return RDBStorage(
                 url,
@@ -237,7 +250,7 @@ def get_storage(url: str, settings: StorageSettings | None = None):  # noqa: ANN
             ) from None
 
 
-def _lock_key(url: str, study_name: str) -> int:
+def _lock_key(study_name: str) -> int:
     digest = hashlib.sha256(f"losstune:{study_name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
@@ -271,7 +284,7 @@ def budget_lock(url: str, study_name: str) -> Iterator[None]:
     import sqlalchemy
 
     engine = _lock_engine(url)
-    key = _lock_key(url, study_name)
+    key = _lock_key(study_name)
     with engine.connect() as con:
         if backend == "postgresql":
             con.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
@@ -282,7 +295,11 @@ def budget_lock(url: str, study_name: str) -> Iterator[None]:
                 con.commit()
         elif backend == "mysql":
             name = f"losstune_{abs(key) % 10**12}"
-            con.execute(sqlalchemy.text("SELECT GET_LOCK(:n, 600)"), {"n": name})
+            got = con.execute(sqlalchemy.text("SELECT GET_LOCK(:n, 600)"),
+                              {"n": name}).scalar()
+            if got != 1:  # 0: timed out; NULL: error. Going on unlocked would break the budget
+                raise StorageError(f"could not take the budget lock of study {study_name!r} on "
+                                   f"{mask_url(url)} within 600 s (GET_LOCK returned {got})")
             try:
                 yield
             finally:
@@ -313,6 +330,7 @@ __all__ = [
     "get_storage",
     "mask_url",
     "normalise_url",
+    "quiet_experimental",
     "parallel_hint",
     "resolve_storage_url",
     "sqlite_path",

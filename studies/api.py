@@ -57,6 +57,12 @@ def load_study(path: str | Path) -> tuple[StudySpec, str]:
     return load_study_file(path)
 
 
+def describe_space(path: str | Path) -> tuple[StudySpec, Any]:
+    """Validate a study file and compile its search space (``losstune space``)."""
+    spec, _ = load_study_file(path)
+    return spec, spec.compile_space()
+
+
 def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
     """Validate a study given as a dict; returns the spec and its YAML text."""
     spec = parse_study(dict(data))
@@ -101,44 +107,43 @@ def run_study(
         chosen.address = address  # type: ignore[attr-defined]
     if hasattr(chosen, "echo"):  # launcher notes go where this run's output goes
         chosen.echo = lambda text: console.print(text, highlight=False, markup=False)
-    if storage_pkg.backend_of(url) == "memory" and launcher != "local":
-        from studies.launchers import LauncherError
-
-        raise LauncherError("an in-memory storage cannot be shared with other processes; "
-                            "use SQLite or PostgreSQL with --launcher " + launcher)
     text = study_text if study_text is not None else yaml.safe_dump(
         spec.model_dump(mode="json"), sort_keys=False)
-    console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
-    study, created = create_or_load(spec, text, url)
-    stale = [] if created else fail_stale_trials(study, spec.storage_options.grace_period)
-    if stale:
-        console.print(f"failed {len(stale)} stale RUNNING trial(s) left by a dead run: {stale} "
-                      "(they are retried)", highlight=False)
-    counts = count_states(study)
-    finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-    started = time.time()
-    if finished >= budget:
-        console.print(f"study {spec.name!r} already has {finished} finished trial(s) "
-                      f"(budget {budget}): nothing to do", highlight=False)
-        return _summary(study, url, budget, 0, 0.0, "nothing to do", created, stale)
-    console.print(
-        f"{'created' if created else 'resuming'} study {spec.name!r}: {finished}/{budget} "
-        f"finished; objective: validation {', '.join(spec.metric_names)}"
-        + (" (multi-objective: no pruning)" if spec.is_multi_objective else ""),
-        highlight=False,
-    )
-    stop = StopFlag()
-    restore = install_sigint(stop)
-    deadline = started + timeout if timeout else None
+    chosen.prepare(spec, url, n_workers)  # launcher errors leave the storage untouched
     try:
-        with StudyProgress(study, n_trials=budget, metric_names=spec.metric_names,
-                           console=console, enabled=progress) as bar:
-            results = chosen.launch(
-                spec, url, n_trials=budget, workers=n_workers, stop=stop, deadline=deadline,
-                on_trial_end=lambda s, t: bar.refresh(),
-            )
+        console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
+        study, created = create_or_load(spec, text, url)
+        stale = [] if created else fail_stale_trials(study, spec.storage_options.grace_period)
+        if stale:
+            console.print(f"failed {len(stale)} stale RUNNING trial(s) left by a dead run: "
+                          f"{stale} (they are retried)", highlight=False)
+        counts = count_states(study)
+        finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
+        started = time.time()
+        if finished >= budget:
+            console.print(f"study {spec.name!r} already has {finished} finished trial(s) "
+                          f"(budget {budget}): nothing to do", highlight=False)
+            return _summary(study, url, budget, 0, 0.0, "nothing to do", created, stale)
+        console.print(
+            f"{'created' if created else 'resuming'} study {spec.name!r}: {finished}/{budget} "
+            f"finished; objective: validation {', '.join(spec.metric_names)}"
+            + (" (multi-objective: no pruning)" if spec.is_multi_objective else ""),
+            highlight=False,
+        )
+        stop = StopFlag()
+        restore = install_sigint(stop)
+        deadline = started + timeout if timeout else None
+        try:
+            with StudyProgress(study, n_trials=budget, metric_names=spec.metric_names,
+                               console=console, enabled=progress) as bar:
+                results = chosen.launch(
+                    spec, url, n_trials=budget, workers=n_workers, stop=stop,
+                    deadline=deadline, on_trial_end=lambda s, t: bar.refresh(),
+                )
+        finally:
+            restore()
     finally:
-        restore()
+        chosen.close()
     reasons = sorted({r["reason"] for r in results})
     reason = "; ".join(reasons)
     return _summary(study, url, budget, sum(r["started"] for r in results),

@@ -29,10 +29,11 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from objectives.data._locate import MissingDataPackageError
     from objectives.data.registry import DatasetError
     from objectives.plugins import PluginError
-    from objectives.training import ConfigurationError
+    from objectives.training import ConfigurationError, NonFiniteLossError
     from search_spaces import SpaceError
     from storage import StorageError
     from studies.api import StudyNotFoundError
+    from studies.confirm import ConfirmError
     from studies.export import ExportError
     from studies.launchers import LauncherError
     from studies.report import ReportError
@@ -41,7 +42,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
     return (StudyFileError, ReportError, SpaceError, StorageError, ExportError,
             StudyNotFoundError, StudyMismatchError, ConfigurationError, PluginError,
-            MissingDataPackageError, DatasetError, LauncherError)
+            MissingDataPackageError, DatasetError, LauncherError, ConfirmError,
+            NonFiniteLossError)
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,9 +108,14 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
 
     spec, text = api.load_study(study_file)
     console = _console()
-    summary = api.run_study(spec, study_text=text, storage=storage, n_trials=n_trials,
-                            timeout=timeout, launcher=launcher, workers=workers,
-                            progress=not no_progress, console=console, address=address)
+    try:
+        summary = api.run_study(spec, study_text=text, storage=storage, n_trials=n_trials,
+                                timeout=timeout, launcher=launcher, workers=workers,
+                                progress=not no_progress, console=console, address=address)
+    except KeyboardInterrupt:
+        click.echo("\naborted (second Ctrl-C): the interrupted trial is recorded as failed; the "
+                   "study is consistent: run the same command again to resume it", err=True)
+        sys.exit(130)
     console.print(
         f"\n{summary.study_name}: {summary.finished}/{summary.n_trials} finished "
         f"({summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed); "
@@ -501,8 +508,7 @@ def space(study_file: str) -> None:
 
     from studies import api
 
-    spec, _ = api.load_study(study_file)
-    compiled = spec.compile_space()
+    spec, compiled = api.describe_space(study_file)
     table = Table("parameter", "distribution", "default", "only when",
                   title=f"{spec.name}: {len(compiled.params)} parameters, fingerprint "
                         f"{compiled.fingerprint()}")
@@ -602,11 +608,7 @@ def data_info(name: str, options: tuple[str, ...], head_min: int, tail_max: int,
 
 def main() -> None:
     """Entry point of the ``losstune`` script."""
-    try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:  # pragma: no cover - second Ctrl-C
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    cli(standalone_mode=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

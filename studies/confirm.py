@@ -24,6 +24,11 @@ import optuna
 from optuna.trial import TrialState
 
 CONFIRM_SUFFIX = "--confirm"
+
+
+class ConfirmError(ValueError):
+    """A study cannot be confirmed (no completed trial, bad arguments)."""
+
 SUMMARY_ATTR = "confirmation"
 
 
@@ -37,6 +42,7 @@ class ConfirmRow:
     test: dict[str, list[float]]
     val_stats: dict[str, float] = field(default_factory=dict)
     test_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    diverged: list[int] = field(default_factory=list)  # seeds whose training went NaN
 
     @property
     def winners_curse(self) -> float:
@@ -48,13 +54,15 @@ class ConfirmRow:
             "trial": self.trial, "loss": self.loss, "single_value": self.single_value,
             "seeds": self.seeds, "val": self.val, "test": self.test,
             "val_stats": self.val_stats, "test_stats": self.test_stats,
+            "diverged": self.diverged,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConfirmRow:
         return cls(trial=data["trial"], loss=data["loss"], single_value=data["single_value"],
                    seeds=data["seeds"], val=data["val"], test=data["test"],
-                   val_stats=data["val_stats"], test_stats=data["test_stats"])
+                   val_stats=data["val_stats"], test_stats=data["test_stats"],
+                   diverged=data.get("diverged", []))
 
 
 @dataclass
@@ -95,16 +103,16 @@ def confirm_study(
     import time
 
     from objectives.config import TrialConfig
-    from objectives.training import run_trial
+    from objectives.training import NonFiniteLossError, run_trial
     from studies.api import get_study, mean_ci, open_storage_ro
 
     if top < 1 or seeds < 1:
-        raise ValueError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
+        raise ConfirmError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
                          f"seeds={seeds}")
     study = get_study(name, storage)
     chosen = top_trials(study, top)
     if not chosen:
-        raise ValueError(f"study {name!r} has no completed trial to confirm yet")
+        raise ConfirmError(f"study {name!r} has no completed trial to confirm yet")
     metric_names = study.metric_names or ["value"]
     direction = study.directions[0].name.lower()
     st = open_storage_ro(storage)
@@ -125,14 +133,24 @@ def confirm_study(
         seed_list = [config.train.seed + i for i in range(1, seeds + 1)]
         vals: list[float] = []
         tests: dict[str, list[float]] = {}
+        diverged: list[int] = []
         for seed in seed_list:
-            result = run_trial(config.with_seed(seed))
+            try:
+                result = run_trial(config.with_seed(seed))
+            except NonFiniteLossError:
+                diverged.append(seed)  # recorded; the other seeds still count
+                if on_run is not None:
+                    on_run(trial.number, seed, math.nan)
+                continue
             vals.append(result.value)
             for k, v in result.test.items():
                 tests.setdefault(k, []).append(v)
             _record(linked, trial, seed, result, metric_names[0])
             if on_run is not None:
                 on_run(trial.number, seed, result.value)
+        if not vals:
+            raise ConfirmError(f"trial {trial.number}: training diverged (NaN loss) for every "
+                               f"seed {diverged}; it cannot be confirmed")
         row = ConfirmRow(
             trial=trial.number,
             loss=str(trial.params.get("loss.name") or config.loss.primary.name),
@@ -142,6 +160,7 @@ def confirm_study(
             test=tests,
             val_stats=mean_ci(vals),
             test_stats={k: mean_ci(v) for k, v in tests.items()},
+            diverged=diverged,
         )
         rows.append(row)
     report = ConfirmReport(study=name, metric=metric_names[0], direction=direction, rows=rows,
@@ -154,12 +173,9 @@ def confirm_study(
 
 
 def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
-    import warnings
+    from storage import quiet_experimental
 
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with quiet_experimental():
         study.set_metric_names(names)
 
 

@@ -22,6 +22,15 @@ class Launcher(abc.ABC):
 
     name: ClassVar[str]
 
+    def prepare(self, spec: StudySpec, url: str, workers: int) -> None:
+        """Check that this launcher can run ``spec`` here (and acquire what it needs), before
+        the study is created: a launcher error must leave the storage untouched."""
+        return None
+
+    def close(self) -> None:
+        """Release what :meth:`prepare` acquired when :meth:`launch` did not run."""
+        return None
+
     @abc.abstractmethod
     def launch(
         self,
@@ -42,6 +51,13 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
+    def prepare(self, spec: StudySpec, url: str, workers: int) -> None:
+        if workers != 1:
+            raise LauncherError(
+                f"the local launcher runs one worker, but --workers {workers} was given; "
+                "use --launcher ray for several workers"
+            )
+
     def launch(
         self,
         spec: StudySpec,
@@ -53,11 +69,7 @@ class LocalLauncher(Launcher):
         deadline: float | None,
         on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     ) -> list[dict[str, Any]]:
-        if workers != 1:
-            raise LauncherError(
-                f"the local launcher runs one worker, but --workers {workers} was given; "
-                "use --launcher ray for several workers"
-            )
+        self.prepare(spec, url, workers)
         return [run_worker(spec, url, n_trials=n_trials, stop=stop, deadline=deadline,
                            on_trial_end=on_trial_end)]
 
@@ -102,6 +114,33 @@ class RayLauncher(Launcher):
     def __init__(self) -> None:
         self.address: str | None = None
         self.echo: Callable[[str], None] = print  # notes for the user (run_study: its console)
+        self._cluster: Any = None  # the Ray connection made by prepare(), used by launch()
+
+    def prepare(self, spec: StudySpec, url: str, workers: int) -> None:
+        """Ray present, storage shareable, Ray started or joined, resources checked (no GPU
+        on the cluster, a request no node can hold): all before the study is created."""
+        _require_ray(self.name)
+        _shared_url(url, self.name)
+        if self.name == "ray-tune":
+            from studies.ray_tune import make_scheduler
+
+            make_scheduler(spec)
+        from studies.ray_launch import connect, plan_resources
+
+        self._cluster = connect(spec, self.address)
+        try:
+            plan_resources(spec, self._cluster, workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None and cluster.started:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
 
     def launch(
         self,
@@ -119,8 +158,10 @@ class RayLauncher(Launcher):
         _require_ray(self.name)
         module, function = self.body
         run = getattr(importlib.import_module(module), function)
+        cluster, self._cluster = self._cluster, None  # the body shuts down what it started
         return run(spec, _shared_url(url, self.name), n_trials=n_trials, workers=workers,
-                   stop=stop, deadline=deadline, address=self.address, echo=self.echo)
+                   stop=stop, deadline=deadline, address=self.address, echo=self.echo,
+                   cluster=cluster)
 
 
 class TuneLauncher(RayLauncher):

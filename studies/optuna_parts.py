@@ -65,6 +65,31 @@ def _check_args(kind: str, name: str, factory: Callable[..., Any], args: Mapping
             raise ValueError(
                 f"{kind}.args: {name} takes no argument {key!r}.{hint} Valid: {', '.join(valid)}"
             )
+        expected = _simple_types(params[key].annotation)
+        if expected and not _matches(args[key], expected):
+            raise ValueError(f"{kind}.args.{key}: {name} expects {' or '.join(expected)}, but "
+                             f"got {args[key]!r}")
+
+
+_SIMPLE = {"int", "float", "bool", "str", "None"}
+
+
+def _simple_types(annotation: Any) -> list[str]:
+    """The type names of an annotation made only of int/float/bool/str/None (else [])."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    names = [part.strip() for part in str(text).split("|")]
+    return names if names and all(n in _SIMPLE for n in names) else []
+
+
+def _matches(value: Any, names: list[str]) -> bool:
+    checks = {
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "bool": lambda v: isinstance(v, bool),
+        "str": lambda v: isinstance(v, str),
+        "None": lambda v: v is None,
+    }
+    return any(checks[n](value) for n in names)
 
 
 def check_sampler(name: str, args: Mapping[str, Any], *, multi: bool) -> None:
@@ -108,12 +133,9 @@ def make_sampler(name: str, args: Mapping[str, Any], seed: int, *, multi: bool =
         kwargs.pop("group", None)
     if "seed" in inspect.signature(factory).parameters:
         kwargs["seed"] = seed
-    import warnings
+    from storage import quiet_experimental
 
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with quiet_experimental():
         return factory(**kwargs)
 
 

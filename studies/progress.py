@@ -6,9 +6,7 @@ shows the trials of every worker, local or on Ray.
 
 from __future__ import annotations
 
-import math
 import threading
-import time
 from typing import Any
 
 import optuna
@@ -96,11 +94,9 @@ class StudyProgress:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._seen: set[int] = set()
-        self._start_finished = 0
 
     def __enter__(self) -> StudyProgress:
         finished, running, pruned, failed = self._counts()
-        self._start_finished = finished
         self._seen = {t.number for t in self.study.get_trials(deepcopy=False)
                       if t.state.is_finished()}
         self._task = self._progress.add_task(
@@ -169,9 +165,3 @@ def _config_loss(config: object) -> str:
         return "+".join(term["name"] for term in config["loss"]["terms"])  # type: ignore[index]
     except (TypeError, KeyError):
         return ""
-
-
-def eta_seconds(started: float, done: int, remaining: int) -> float:
-    if done <= 0:
-        return math.nan
-    return (time.time() - started) / done * remaining

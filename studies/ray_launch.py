@@ -265,11 +265,12 @@ def run_ray_workers(
     deadline: float | None,
     address: str | None,
     echo: Callable[[str], None] = print,
+    cluster: Any = None,
 ) -> list[dict[str, Any]]:
     """Start ``workers`` Ray tasks on the study and wait for them (the RayLauncher's body)."""
     import ray
 
-    cluster = connect(spec, address)
+    cluster = cluster if cluster is not None else connect(spec, address)
     try:
         echo(cluster.describe())
         plan = plan_resources(spec, cluster, workers)

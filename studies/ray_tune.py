@@ -31,6 +31,7 @@ import time
 import warnings
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 from ray import tune
 from ray.tune.search import Searcher
@@ -47,6 +48,7 @@ from studies.runner import (
     count_states,
     counted_failures,
     open_storage,
+    sampler_seed,
 )
 from studies.secrets import scrub_text
 from studies.spec import StudySpec
@@ -88,15 +90,18 @@ class StudySearch(OptunaSearch):
         modes = ["max" if d == "maximize" else "min" for d in spec.directions]
         names = spec.metric_names
         space = spec.compile_space()
+        storage = open_storage(url, spec)
+        existing = len(optuna.load_study(study_name=spec.name, storage=storage).trials)
         super().__init__(
             space=space.sample,  # define-by-run: the study's own (conditional) space
             metric=names if self._multi else names[0],
             mode=modes if self._multi else modes[0],
-            sampler=make_sampler(spec.sampler.name, spec.sampler.args, spec.seed,
-                                 multi=self._multi),
+            sampler=make_sampler(spec.sampler.name, spec.sampler.args,
+                                 sampler_seed(spec.seed, existing, 0), multi=self._multi),
             study_name=spec.name,
-            storage=open_storage(url, spec),
+            storage=storage,
         )
+        self._failures_before = counted_failures(self._ot_study)  # this run's count
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its searcher to checkpoint the experiment; the Ctrl-C flag is local
@@ -116,7 +121,7 @@ class StudySearch(OptunaSearch):
             return self._stop.reason or "stopped"
         if self._deadline is not None and time.time() >= self._deadline:
             return "timeout reached"
-        if counted_failures(self._ot_study) >= self._spec.max_failures:
+        if counted_failures(self._ot_study) - self._failures_before >= self._spec.max_failures:
             return f"max_failures ({self._spec.max_failures}) failed trials reached"
         return None
 
@@ -239,18 +244,19 @@ def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) ->
     spec, storage, space, template = _setup(spec_data, url)
     values = dict(config)
     trial_id = int(values.pop(TRIAL_ID_KEY))
-    trial_config = space.to_config(values, template)
-    storage.set_trial_user_attr(trial_id, "config", config_attribute(trial_config))
-    storage.set_trial_user_attr(trial_id, "worker", f"{socket.gethostname()}:{os.getpid()}")
     names = spec.metric_names
-    reporter = None if spec.is_multi_objective else TuneReporter(names[0])
-    try:
+    try:  # every failure (config included) records why: max_failures counts these
+        trial_config = space.to_config(values, template)
+        storage.set_trial_user_attr(trial_id, "config", config_attribute(trial_config))
+        storage.set_trial_user_attr(trial_id, "worker",
+                                    f"{socket.gethostname()}:{os.getpid()}")
+        reporter = None if spec.is_multi_objective else TuneReporter(names[0])
         result = run_trial(trial_config, reporter=reporter)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, NonFiniteLossError) else \
             f"{type(exc).__name__}: {exc}"
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            storage.set_trial_user_attr(trial_id, "fail_reason", scrub_text(reason, url))
         except Exception:  # noqa: BLE001 - the trial fails anyway
             logger.debug("could not store fail_reason", exc_info=True)
         raise
@@ -320,6 +326,7 @@ def run_tune(
     deadline: float | None,
     address: str | None,
     echo: Any = print,
+    cluster: Any = None,
 ) -> list[dict[str, Any]]:
     """Run the study's remaining trials with Ray Tune (the TuneLauncher's body)."""
     import ray
@@ -330,7 +337,7 @@ def run_tune(
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables
-    cluster = connect(spec, address)
+    cluster = cluster if cluster is not None else connect(spec, address)
     results_dir = tempfile.mkdtemp(prefix="losstune-tune-")
     try:
         echo(cluster.describe())

@@ -294,9 +294,11 @@ def _groups_section(study: optuna.Study, fig_dir: Path, k: int = 5) -> Section |
     ax.legend()
     ax.set_title("Test macro-F1 by class group")
     _save_png(mfig, fig_dir / "class_groups.png")
+    groups_cfg = ((trials[0].user_attrs.get("config") or {}).get("eval") or {}).get(
+        "class_groups") or (35, 8)
     section = Section("Head / medium / tail classes",
-                      "Classes grouped by training frequency (head ≥ 35, tail ≤ 8 documents by "
-                      "default).")
+                      f"Classes grouped by training frequency: head ≥ {groups_cfg[0]}, tail ≤ "
+                      f"{groups_cfg[1]} training documents (eval.class_groups).")
     section.figures.append(Figure("groups", "Class groups", fig, "figures/class_groups.png"))
     return section
 
@@ -307,8 +309,6 @@ pre{background:#f6f6f6;padding:1em;overflow:auto}.note{color:#a00}img{max-width:
 
 
 def _render(study: optuna.Study, sections: list[Section], storage_url: str) -> str:
-    from studies.api import show_study  # noqa: F401 - keeps the import graph explicit
-
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>losstune report: "
              f"{html.escape(study.study_name)}</title><style>{_CSS}</style></head><body>"]
     names = study.metric_names or ["value"]

@@ -9,6 +9,7 @@ and claimed under :func:`storage.budget_lock`, so any number of workers finish e
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import signal
@@ -99,8 +100,7 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     sampler = make_sampler(spec.sampler.name, spec.sampler.args, spec.seed,
                            multi=spec.is_multi_objective)
     pruner = make_pruner(spec.pruner.name, spec.pruner.args)
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage)}
-    created = spec.name not in existing
+    created = spec.name not in optuna.get_all_study_names(storage)
     if not created:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler,
                                   pruner=pruner)
@@ -114,15 +114,11 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
         directions=spec.directions,
         load_if_exists=True,
     )
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with storage_pkg.quiet_experimental():
         study.set_metric_names(spec.metric_names)
     study.set_user_attr("study_file", scrub_text(study_text, url))
     study.set_user_attr("space_fingerprint", space.fingerprint())
+    study.set_user_attr("trial_template", comparable_template(spec))
     study.set_user_attr("space", space.describe())
     study.set_user_attr("losstune_version", losstune_version())
     study.set_user_attr("n_trials", spec.n_trials)
@@ -135,7 +131,7 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     for params in baseline_trials(spec, space):
         study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
     for params in spec.enqueue:
-        study.enqueue_trial(params, user_attrs={"enqueued": True}, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={"enqueued": True})  # each entry runs
     _set_note(study, spec, url)
     return study, True
 
@@ -177,6 +173,15 @@ def baseline_trials(spec: StudySpec, space: Any) -> list[dict[str, Any]]:
     return out
 
 
+def comparable_template(spec: StudySpec) -> dict[str, Any]:
+    """What makes trial values of a study comparable besides the search space: data, encoder,
+    head settings and evaluation (metric, prediction rule). Training settings that do not
+    change what a value means (threads, device, seed) are left out."""
+    template = spec.template()
+    return json.loads(json.dumps({k: template[k] for k in ("data", "encoder", "model", "eval")},
+                                 sort_keys=True, default=str))
+
+
 def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
     from search_spaces import diff_spaces
 
@@ -186,7 +191,23 @@ def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
         if directions != spec.directions:
             raise StudyMismatchError(
                 f"study {spec.name!r} stores directions {directions} but the study file asks "
-                f"for {spec.directions}; use a new study name (e.g. {spec.name}_v2)"
+                f"for {spec.directions}; use a new study name (e.g. {_next_name(spec.name)})"
+            )
+        if study.metric_names and list(study.metric_names) != spec.metric_names:
+            raise StudyMismatchError(
+                f"study {spec.name!r} stores values of {study.metric_names} but the study file "
+                f"asks for {spec.metric_names}; values of different metrics cannot be compared. "
+                f"Start a new study: set `name: {_next_name(spec.name)}`."
+            )
+        old = study.user_attrs.get("trial_template")
+        new = comparable_template(spec)
+        if old is not None and old != new:
+            changed = _changed_keys(old, new)
+            raise StudyMismatchError(
+                f"the data, encoder, model or evaluation of study file {spec.name!r} changed "
+                f"since the study was created ({', '.join(changed)}); its trials would not be "
+                f"comparable. Revert the study file, or start a new study: set "
+                f"`name: {_next_name(spec.name)}`."
             )
         return
     diff = diff_spaces(study.user_attrs.get("space", []), space.describe())
@@ -196,6 +217,15 @@ def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
         f"Optuna cannot resume a study whose space changed. Differences:\n  {shown}\n"
         f"Revert the study file, or start a new study: set `name: {_next_name(spec.name)}`."
     )
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
 
 def _next_name(name: str) -> str:
@@ -213,11 +243,15 @@ def count_states(study: optuna.Study) -> dict[TrialState, int]:
 
 
 def counted_failures(study: optuna.Study) -> int:
-    """FAIL trials whose objective raised (stale trials of dead workers are retried, not
-    counted)."""
+    """FAIL trials that count against ``max_failures``: those whose own run failed (an exception
+    or a NaN), not trials of dead workers, which are retried (``stale_reason`` set by losstune,
+    or referenced as ``failed_trial`` by a retry that Optuna's heartbeat check queued)."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.system_attrs.get("failed_trial") for t in trials}
     return sum(
-        1 for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if "fail_reason" in t.user_attrs
+        1 for t in trials
+        if t.state == TrialState.FAIL and "stale_reason" not in t.user_attrs
+        and t.number not in retried
     )
 
 
@@ -241,13 +275,7 @@ def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
     host and is gone; never while it lives; by the no-heartbeat rule when it ran elsewhere.
     """
     storage = study._storage
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # heartbeat-stale ones, with retry callback
+    _fail_heartbeat_stale(study)  # Optuna's own check, with the retry callback
     host = socket.gethostname()
     now = datetime.now()
     failed: list[int] = []
@@ -374,6 +402,15 @@ class _Claim:
         self.release()
 
 
+def sampler_seed(seed: int, n_existing: int, worker_index: int) -> int:
+    """The sampler seed of a worker: the study seed for a new study's first worker, otherwise
+    derived from the number of trials already stored, so that a resumed run (or a restarted
+    worker) does not replay the random startup trials it drew before."""
+    if n_existing == 0:
+        return seed + worker_index
+    return (seed + 1_000_003 * n_existing + 7_919 * worker_index) % (2**31 - 1)
+
+
 def run_worker(
     spec: StudySpec,
     url: str,
@@ -401,17 +438,17 @@ def run_worker(
         import_plugin_modules(spec.plugins)
     stop = StopFlag() if stop is None else stop
     storage = open_storage(url, spec)
-    study = optuna.load_study(
-        study_name=spec.name,
-        storage=storage,
-        sampler=make_sampler(spec.sampler.name, spec.sampler.args, spec.seed + worker_index,
-                             multi=spec.is_multi_objective),
-        pruner=make_pruner(spec.pruner.name, spec.pruner.args),
-    )
+    study = optuna.load_study(study_name=spec.name, storage=storage)
+    study.sampler = make_sampler(spec.sampler.name, spec.sampler.args,
+                                 sampler_seed(spec.seed, len(study.trials), worker_index),
+                                 multi=spec.is_multi_objective)
+    study.pruner = make_pruner(spec.pruner.name, spec.pruner.args)
     objective = Objective(spec.compile_space(), spec.template(),
-                          multi_objective=spec.is_multi_objective)
+                          multi_objective=spec.is_multi_objective,
+                          scrub=lambda text: scrub_text(text, url))
     started = 0
     reason = "budget reached"
+    failures_before = counted_failures(study)  # max_failures counts this run's failures
     while True:
         if stop:
             reason = stop.reason or "stopped"
@@ -419,7 +456,7 @@ def run_worker(
         if deadline is not None and time.time() >= deadline:
             reason = "timeout reached"
             break
-        if counted_failures(study) >= spec.max_failures:
+        if counted_failures(study) - failures_before >= spec.max_failures:
             reason = f"max_failures ({spec.max_failures}) failed trials reached"
             break
         with _Claim(url, spec.name) as claim:
@@ -427,6 +464,11 @@ def run_worker(
             claimed = (counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
                        + counts[TrialState.RUNNING])
             if claimed >= n_trials:
+                if claimed - counts[TrialState.RUNNING] < n_trials and not wait_running:
+                    reason = (f"budget claimed: {counts[TrialState.RUNNING]} trial(s) are still "
+                              "running elsewhere (run again later to top the study up if they "
+                              "fail)")
+                    break
                 if not wait_running or claimed - counts[TrialState.RUNNING] >= n_trials:
                     break
                 claim.release()
@@ -448,12 +490,7 @@ def run_worker(
 def _fail_heartbeat_stale(study: optuna.Study) -> None:
     """Optuna's own check: fail (and retry) RUNNING trials whose heartbeat is older than the
     grace period. Safe while other workers run: it never touches a live trial."""
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
+    with storage_pkg.quiet_experimental():
         optuna.storages.fail_stale_trials(study)
 
 

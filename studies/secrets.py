@@ -7,19 +7,27 @@ from typing import Any
 
 # scheme://user:password@host  ->  scheme://user:***@host
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]+)(?=@)")
+# password: value (YAML)  ->  password: ***
 _KEY_PASSWORD = re.compile(r"(?im)^(?P<head>\s*(password|passwd|pwd)\s*:\s*)(?P<pw>\S.*)$")
+# ...?password=value&...  ->  ...?password=***&...
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&](password|passwd|pwd)=)(?P<pw>[^&\s#]+)")
+#: Known passwords shorter than this are not blindly replaced (they would corrupt ordinary
+#: words, e.g. a password "ce" in the loss name "ce"); the patterns above still mask them.
+MIN_BLIND_LENGTH = 8
 
 
 def scrub_text(text: str, *urls: str | None) -> str:
-    """Mask URL passwords (``user:***@``), ``password:`` values, and any known password."""
+    """Mask passwords: in URLs (``user:***@``, ``?password=***``), after ``password:`` keys, and
+    the passwords of ``urls`` wherever they stand as whole words (8 characters or more)."""
     from storage import url_password
 
     out = _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
     out = _KEY_PASSWORD.sub(lambda m: m.group("head") + "***", out)
+    out = _QUERY_PASSWORD.sub(lambda m: m.group("head") + "***", out)
     for url in urls:
         pw = url_password(url) if url else None
-        if pw:
-            out = out.replace(pw, "***")
+        if pw and len(pw) >= MIN_BLIND_LENGTH:
+            out = re.sub(rf"(?<!\w){re.escape(pw)}(?!\w)", "***", out)
     return out
 
 

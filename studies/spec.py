@@ -47,6 +47,14 @@ class LossSection(_Strict):
     auxiliary: list[str] = Field(default_factory=list)
     baseline: bool | list[str] = True
 
+    @model_validator(mode="after")
+    def _baseline_among_choices(self) -> LossSection:
+        if isinstance(self.baseline, list):
+            bad = [n for n in self.baseline if n not in self.choices]
+            if bad:
+                raise ValueError(f"loss.baseline: {bad} are not in loss.choices {self.choices}")
+        return self
+
 
 class ModelSection(_Strict):
     head: str = "linear"
@@ -63,6 +71,13 @@ class TrainSection(_Strict):
     patience: int | None = Field(None, ge=1)
     grad_clip: float | None = Field(None, gt=0)
     threads: int | None = Field(None, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        from objectives.config import TrainConfig
+
+        return TrainConfig._check_device(value)
 
 
 class EvalSection(_Strict):
@@ -180,9 +195,58 @@ class StudySpec(_Strict):
 
         check_sampler(self.sampler.name, self.sampler.args, multi=self.is_multi_objective)
         check_pruner(self.pruner.name, self.pruner.args)
-        self.compile_space()  # raises SpaceError with the parameter's path
+        space = self.compile_space()  # raises SpaceError with the parameter's path
         self._check_model_contract()
+        self._check_buildable(space)
+        self._check_enqueue(space)
         return self
+
+    def _check_buildable(self, space: Any) -> None:
+        """The sampler and pruner build with their arguments, and the baseline trial of every
+        loss choice gives a valid trial configuration (fixed values of the wrong type, say)."""
+        import optuna
+        from pydantic import ValidationError
+
+        from studies.optuna_parts import make_pruner, make_sampler
+
+        for kind, build in (
+            ("sampler", lambda: make_sampler(self.sampler.name, self.sampler.args, self.seed,
+                                             multi=self.is_multi_objective)),
+            ("pruner", lambda: make_pruner(self.pruner.name, self.pruner.args)),
+        ):
+            try:
+                build()
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{kind}.args: {exc}") from None
+        template = self.template()
+        for loss in self.loss.choices:
+            try:
+                values = space.sample(optuna.trial.FixedTrial(space.baseline(loss)))
+            except ValueError:
+                continue  # loss.name restricted by the space: that loss is never sampled
+            try:
+                space.to_config(values, template)
+            except ValidationError as exc:
+                lines = format_validation_error(exc, _trial_config_model())
+                raise ValueError("space: a trial configuration built from this study would be "
+                                 "invalid: " + "; ".join(lines)) from None
+
+    def _check_enqueue(self, space: Any) -> None:
+        from search_spaces import FixedDist
+
+        names = set(space.names())
+        for i, params in enumerate(self.enqueue):
+            for key, value in params.items():
+                if key not in names:
+                    raise ValueError(_unknown(f"enqueue[{i}]", "parameter", key, sorted(names)))
+                dist = space.get(key).dist
+                if isinstance(dist, FixedDist):
+                    if value != dist.value:
+                        raise ValueError(f"enqueue[{i}].{key}: the study fixes it to "
+                                         f"{dist.value!r} (space:), got {value!r}")
+                elif not dist.contains(value):
+                    raise ValueError(f"enqueue[{i}].{key}: {value!r} is outside its range "
+                                     f"({dist.describe()})")
 
     def _check_model_contract(self) -> None:
         """Every loss this study can pick gets the outputs it needs from the head, and the
@@ -254,6 +318,12 @@ class StudySpec(_Strict):
             "eval": {**self.eval.model_dump(), "metric": names[0], "metrics": names[1:]},
             "plugins": list(self.plugins),
         }
+
+
+def _trial_config_model() -> type[BaseModel]:
+    from objectives.config import TrialConfig
+
+    return TrialConfig
 
 
 def _import_plugins(modules: list[str]) -> None:

@@ -24,7 +24,12 @@ def invoke(*args: str) -> object:
 
 
 def test_help_on_every_command() -> None:
-    for command in (["--help"], *[[c, "--help"] for c in cli.commands]):
+    import click
+
+    commands = [[c] for c in cli.commands]
+    commands += [[name, sub] for name, group in cli.commands.items()
+                 if isinstance(group, click.Group) for sub in group.commands]
+    for command in (["--help"], *[[*c, "--help"] for c in commands]):
         result = CliRunner().invoke(cli, command)
         assert result.exit_code == 0, command
         assert "Usage:" in result.output

@@ -131,6 +131,7 @@ def test_launcher_misuse_exits_2_with_a_message(args: list[str], message: str,
     result = CliRunner().invoke(cli, ["run", str(path), "--no-progress", *storage, *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+    assert not (tmp_path / "s.db").exists(), "a launcher error must not touch the storage"
 
 
 # ---------------------------------------------------------------------- with workers
@@ -147,6 +148,9 @@ def test_gpu_study_on_a_machine_without_gpus_exits_2_with_a_message(
                                       "--launcher", "ray", "--workers", "2", "--no-progress"])
     assert result.exit_code == 2, result.output
     assert "has no GPU" in result.output and "cpu_fallback" in result.output
+    import optuna
+
+    assert "gpu" not in optuna.get_all_study_names(sqlite_url), "nothing written on error"
 
 
 def test_two_workers_share_the_budget_exactly_and_the_driver_shows_all_trials(

@@ -145,3 +145,56 @@ def test_storage_from_environment(tmp_path, monkeypatch: pytest.MonkeyPatch) -> 
     api.run_study(spec, study_text=text, progress=False)
     assert (tmp_path / "env.db").exists()
     assert [r.name for r in api.list_studies()] == ["tiny"]
+
+
+def test_changed_metric_or_data_is_refused_on_resume(sqlite_url: str) -> None:
+    run(tiny_study(n_trials=1), sqlite_url)
+    with pytest.raises(StudyMismatchError, match="metric"):
+        run(tiny_study(n_trials=2, metric="accuracy"), sqlite_url)
+    with pytest.raises(StudyMismatchError, match=r"data\.options\.num_classes"):
+        run(tiny_study(n_trials=2, data={"name": "synthetic", "options": {"num_classes": 3}}),
+            sqlite_url)
+    # settings that do not change what a value means may change
+    s = run(tiny_study(n_trials=2, train={"threads": 2}), sqlite_url)
+    assert s.finished == 2
+
+
+def test_resumed_study_does_not_replay_the_same_random_trials(sqlite_url: str) -> None:
+    study = tiny_study(n_trials=2, sampler={"name": "random"}, loss={"choices": ["ce", "bce",
+                       "focal"], "baseline": False})
+    run(study, sqlite_url)
+    run(study, sqlite_url, n_trials=4)
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    first, second = [t.params for t in trials[:2]], [t.params for t in trials[2:4]]
+    assert first != second
+
+
+def test_failures_of_earlier_runs_do_not_stop_a_new_run(sqlite_url: str,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    study = faulty_study(5, ["nan", "nan"], max_failures=2,
+                         space={"train.epochs": {"low": 2, "high": 3}})
+    s = run(study, sqlite_url)
+    assert s.stopped_reason.startswith("max_failures (2)") and s.failed == 2
+    # the bug is fixed (every mode now trains): the study's 2 old failures do not count
+    import torch.nn.functional as F
+
+    from tests.plugins.faulty_loss import FaultyLoss
+
+    monkeypatch.setattr(FaultyLoss, "compute",
+                        lambda self, logits, labels: F.cross_entropy(logits, labels))
+    s = run(study, sqlite_url)
+    assert s.finished == 5 and s.stopped_reason == "budget reached"
+
+
+def test_a_failure_while_building_the_config_counts_against_max_failures(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from objectives.objective import Objective
+
+    def broken(self: Objective, trial: optuna.Trial) -> None:
+        raise RuntimeError("config cannot be built")
+
+    monkeypatch.setattr(Objective, "config_for", broken)
+    s = run(tiny_study(n_trials=3, max_failures=2), sqlite_url)
+    assert s.failed == 2 and s.stopped_reason.startswith("max_failures (2)")
+    trials = optuna.load_study(study_name="tiny", storage=sqlite_url).trials
+    assert all("config cannot be built" in t.user_attrs["fail_reason"] for t in trials)

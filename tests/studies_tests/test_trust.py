@@ -136,9 +136,19 @@ def test_per_loss_slice_keeps_conditional_knobs(tiny_done: str) -> None:
     from studies.report import loss_substudy
 
     study = optuna.load_study(study_name="tiny", storage=tiny_done)
-    for loss in {t.params["loss.name"] for t in study.trials}:
+    chosen = {t.params["loss.name"] for t in study.trials}
+    for loss in chosen:
         sub = loss_substudy(study, loss)
+        assert len(sub.trials) == sum(t.params["loss.name"] == loss for t in study.trials)
         assert all(t.params["loss.name"] == loss for t in sub.trials)
+    assert "ce" in chosen and len(chosen) > 1  # trial 0 is the CE baseline
+    # ce's conditional knob is in every trial of its copy, so Optuna's slice and importance
+    # plots keep it; over the whole study they drop it
+    from optuna.search_space import intersection_search_space
+
+    sub = loss_substudy(study, "ce")
+    assert "loss.ce.label_smoothing" in intersection_search_space(sub.trials)
+    assert "loss.ce.label_smoothing" not in intersection_search_space(study.trials)
 
 
 def test_compare_markdown(tiny_done: str, tmp_path: Path) -> None:

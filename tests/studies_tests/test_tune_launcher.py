@@ -24,7 +24,7 @@ from storage import get_storage
 from studies import api
 from studies.launchers import LauncherError
 from studies.runner import TUNE_OWNER_ATTR, create_or_load, fail_stale_trials
-from tests.conftest import tiny_study
+from tests.conftest import require, tiny_study
 from tests.studies_tests.ray_helpers import (
     REPO,
     local_ray,
@@ -96,7 +96,9 @@ def test_asha_stopped_trials_are_pruned_with_their_last_attributes(ray_cluster: 
 
 
 def test_scheduler_settings_are_checked() -> None:
-    pytest.importorskip("ray.tune")
+    import importlib.util
+
+    require(importlib.util.find_spec("ray") is not None, "Ray (the 'ray' extra)")
     from studies.ray_tune import make_scheduler, max_epochs
 
     spec, _ = api.study_from_dict(tiny_study(ray={"scheduler": "asha"}))
