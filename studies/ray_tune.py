@@ -49,6 +49,7 @@ from studies.runner import (
     counted_failures,
     open_storage,
     sampler_seed,
+    started_trials,
 )
 from studies.secrets import scrub_text
 from studies.spec import StudySpec
@@ -91,7 +92,7 @@ class StudySearch(OptunaSearch):
         names = spec.metric_names
         space = spec.compile_space()
         storage = open_storage(url, spec)
-        existing = len(optuna.load_study(study_name=spec.name, storage=storage).trials)
+        existing = started_trials(optuna.load_study(study_name=spec.name, storage=storage))
         super().__init__(
             space=space.sample,  # define-by-run: the study's own (conditional) space
             metric=names if self._multi else names[0],

@@ -402,6 +402,11 @@ class _Claim:
         self.release()
 
 
+def started_trials(study: optuna.Study) -> int:
+    """Trials that have run (or run now): queued WAITING trials (baselines) are not counted."""
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING)
+
+
 def sampler_seed(seed: int, n_existing: int, worker_index: int) -> int:
     """The sampler seed of a worker: the study seed for a new study's first worker, otherwise
     derived from the number of trials already stored, so that a resumed run (or a restarted
@@ -440,7 +445,7 @@ def run_worker(
     storage = open_storage(url, spec)
     study = optuna.load_study(study_name=spec.name, storage=storage)
     study.sampler = make_sampler(spec.sampler.name, spec.sampler.args,
-                                 sampler_seed(spec.seed, len(study.trials), worker_index),
+                                 sampler_seed(spec.seed, started_trials(study), worker_index),
                                  multi=spec.is_multi_objective)
     study.pruner = make_pruner(spec.pruner.name, spec.pruner.args)
     objective = Objective(spec.compile_space(), spec.template(),
