@@ -45,7 +45,7 @@ def main() -> None:
             t0 = time.perf_counter()
             report = confirm_study(spec.name, storage=url, top=args.top, seeds=args.seeds)
             confirm_s = time.perf_counter() - t0
-            single = max(report.rows, key=lambda r: r.single_value)
+            single = report.single_run_best()
             confirmed = report.ranked()[0]
             rows.append((repeat, single, confirmed, run_s, confirm_s))
     print(f"quickstart x{args.repeats} (sampler seeds 0..{args.repeats - 1}); confirm --top "

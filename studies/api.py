@@ -32,6 +32,7 @@ from studies.export import (
     read_config_file,
     write_yaml_atomic,
 )
+from studies.optuna_parts import best_first
 from studies.runner import (
     RunSummary,
     StopFlag,
@@ -275,10 +276,10 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     multi = len(directions) > 1
     if multi:
-        ranked = sorted(complete, key=lambda t: _sort_key(t.values[0], directions[0]))
+        ranked = best_first(complete, lambda t: t.values[0], directions[0])
         front = [trial_row(t) for t in sorted(study.best_trials, key=lambda t: t.number)]
     else:
-        ranked = sorted(complete, key=lambda t: _sort_key(t.value, directions[0]))
+        ranked = best_first(complete, lambda t: t.value, directions[0])
         front = []
     chosen = None
     if trial is not None or not multi:
@@ -301,12 +302,6 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
         "pareto": front,
         "user_attrs": {k: v for k, v in study.user_attrs.items() if k not in ("space",)},
     }
-
-
-def _sort_key(value: float | None, direction: str) -> float:
-    if value is None or math.isnan(value):
-        return math.inf
-    return -value if direction == "maximize" else value
 
 
 def results_dataframe(name: str, storage: str | None = None) -> Any:

@@ -359,8 +359,7 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
                       f"{t.get('mean', float('nan')):.4f} ± {t.get('ci95', float('nan')):.4f}")
     console.print(table)
     ranked = report.ranked()
-    single_best = min(report.rows, key=lambda r: -r.single_value
-                      if report.direction == "maximize" else r.single_value)
+    single_best = report.single_run_best()
     if ranked[0].trial != single_best.trial:
         console.print(f"The confirmed best is trial {ranked[0].trial}, not the single-run best "
                       f"{single_best.trial}.")

@@ -23,6 +23,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from studies.optuna_parts import best_first
+
 CONFIRM_SUFFIX = "--confirm"
 
 
@@ -74,21 +76,22 @@ class ConfirmReport:
     seconds: float
 
     def ranked(self) -> list[ConfirmRow]:
-        sign = -1.0 if self.direction == "maximize" else 1.0
-        return sorted(self.rows, key=lambda r: sign * r.val_stats["mean"])
+        return best_first(self.rows, lambda r: r.val_stats["mean"], self.direction)
+
+    def single_run_best(self) -> ConfirmRow:
+        return best_first(self.rows, lambda r: r.single_value, self.direction)[0]
 
 
 def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     """Single-objective: the K best COMPLETE trials. Multi-objective: Pareto trials ranked by
     the first metric (conventions §7)."""
     directions = [d.name.lower() for d in study.directions]
-    sign = -1.0 if directions[0] == "maximize" else 1.0
     if len(directions) > 1:
         pool = list(study.best_trials)
     else:
         pool = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     pool = [t for t in pool if t.values and "config" in t.user_attrs]
-    return sorted(pool, key=lambda t: sign * t.values[0])[:k]
+    return best_first(pool, lambda t: t.values[0], directions[0])[:k]
 
 
 def confirm_study(
@@ -204,8 +207,7 @@ def best_confirmed(study: optuna.Study) -> ConfirmRow | None:
     rows = list(stored_confirmation(study).values())
     if not rows:
         return None
-    sign = -1.0 if study.directions[0].name.lower() == "maximize" else 1.0
-    return sorted(rows, key=lambda r: sign * r.val_stats["mean"])[0]
+    return best_first(rows, lambda r: r.val_stats["mean"], study.directions[0].name)[0]
 
 
 def confirmation_note(study: optuna.Study, trial_number: int) -> str:

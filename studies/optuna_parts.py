@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Mapping
-from typing import Any
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def _samplers() -> dict[str, Callable[..., Any]]:
@@ -144,3 +147,18 @@ def make_pruner(name: str, args: Mapping[str, Any]) -> Any:
     if name == "patient" and "wrapped_pruner" not in kwargs:
         kwargs["wrapped_pruner"] = None
     return _pruners()[name](**kwargs)
+
+
+def best_first(items: Iterable[T], value_of: Callable[[T], float | None],
+               direction: str) -> list[T]:
+    """``items`` sorted best first for ``direction`` ("maximize"/"minimize", any case);
+    missing or NaN values go last."""
+    sign = -1.0 if direction.lower() == "maximize" else 1.0
+
+    def key(item: T) -> float:
+        value = value_of(item)
+        if value is None or math.isnan(value):
+            return math.inf
+        return sign * value
+
+    return sorted(items, key=key)

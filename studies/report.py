@@ -226,10 +226,10 @@ def _confirm_section(study: optuna.Study, fig_dir: Path) -> Section | None:
     import plotly.graph_objects as go
 
     from studies.confirm import stored_confirmation
+    from studies.optuna_parts import best_first
 
-    rows = sorted(stored_confirmation(study).values(),
-                  key=lambda r: -r.val_stats["mean"]
-                  if study.directions[0].name == "MAXIMIZE" else r.val_stats["mean"])
+    rows = best_first(list(stored_confirmation(study).values()),
+                      lambda r: r.val_stats["mean"], study.directions[0].name)
     if not rows:
         return None
     labels = [f"#{r.trial} {r.loss}" for r in rows]
