@@ -255,6 +255,24 @@ def error_text(exc: BaseException, url: str) -> str:
     return scrub_text(f"{type(cause).__name__}: {text[0] if text else ''}", url)
 
 
+def announce_plan(spec: StudySpec, url: str, cluster: RayCluster, workers: int,
+                  echo: Callable[[str], None]) -> WorkerPlan:
+    """Plan the workers' resources and tell the user about the cluster, the plan and the
+    storage (both Ray launchers)."""
+    echo(cluster.describe())
+    plan = plan_resources(spec, cluster, workers)
+    for note in plan.notes:
+        echo(note)
+    hint = storage_pkg.parallel_hint(url, workers)
+    if hint:
+        echo(hint)
+    if cluster.address not in ("local", "existing") and \
+            storage_pkg.backend_of(url) == "sqlite" and len(cluster.nodes) > 1:
+        echo("warning: an SQLite file works across Ray nodes only on a shared file system "
+             "that supports file locks; use PostgreSQL for multi-node studies")
+    return plan
+
+
 def run_ray_workers(
     spec: StudySpec,
     url: str,
@@ -272,17 +290,7 @@ def run_ray_workers(
 
     cluster = cluster if cluster is not None else connect(spec, address)
     try:
-        echo(cluster.describe())
-        plan = plan_resources(spec, cluster, workers)
-        for note in plan.notes:
-            echo(note)
-        hint = storage_pkg.parallel_hint(url, workers)
-        if hint:
-            echo(hint)
-        if cluster.address not in ("local", "existing") and \
-                storage_pkg.backend_of(url) == "sqlite" and len(cluster.nodes) > 1:
-            echo("warning: an SQLite file works across Ray nodes only on a shared file system "
-                 "that supports file locks; use PostgreSQL for multi-node studies")
+        plan = announce_plan(spec, url, cluster, workers, echo)
         spec_data = spec_for_workers(spec, plan.device)
         signal_actor = ray.remote(num_cpus=0)(StopSignal).remote()
         task = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,

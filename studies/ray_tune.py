@@ -40,7 +40,7 @@ from ray.tune.search.optuna import OptunaSearch
 import storage as storage_pkg
 from studies.launchers import LauncherError
 from studies.optuna_parts import make_sampler
-from studies.ray_launch import connect, plan_resources, rebuild_spec, spec_for_workers
+from studies.ray_launch import announce_plan, connect, rebuild_spec, spec_for_workers
 from studies.runner import (
     TUNE_OWNER_ATTR,
     StopFlag,
@@ -341,13 +341,7 @@ def run_tune(
     cluster = cluster if cluster is not None else connect(spec, address)
     results_dir = tempfile.mkdtemp(prefix="losstune-tune-")
     try:
-        echo(cluster.describe())
-        plan = plan_resources(spec, cluster, workers)
-        for note in plan.notes:
-            echo(note)
-        hint = storage_pkg.parallel_hint(url, workers)
-        if hint:
-            echo(hint)
+        plan = announce_plan(spec, url, cluster, workers, echo)
         echo(NO_HEARTBEAT_NOTE)
         if scheduler is None:
             echo("note: Ray Tune path without ray.scheduler: no early stopping (the study's "
