@@ -29,8 +29,8 @@ def main() -> None:
 
     import yaml
 
-    from studies import api
-    from studies.confirm import confirm_study
+    from losstune.studies import api
+    from losstune.studies.confirm import confirm_study
 
     base = yaml.safe_load((REPO / "studies" / "configs" / "quickstart.yaml").read_text())
     rows = []

@@ -1,7 +1,8 @@
 """Full R8, frozen all-MiniLM-L6-v2 features: losstune's linear head (CE) against sklearn's
 LogisticRegression on the very same cached features.
 
-* losstune: ``objectives.training.run_trial`` with one fixed, reasonable config (linear head,
+* losstune: ``losstune.objectives.training.run_trial`` with one fixed, reasonable config (linear
+  head,
   softmax CE, AdamW lr 1e-2, weight decay 1e-4, batch 64, up to 50 epochs, patience 10, the
   epoch kept by validation macro-F1), trained on the ``r8`` train split (4937 documents; 548
   are held out for validation), over ``--seeds`` seeds.
@@ -10,7 +11,7 @@ LogisticRegression on the very same cached features.
   LogReg 0.967 test accuracy).
 
 Both are scored on the official R8 test split (2189 documents) with
-``objectives.metrics.classification_metrics``. The features come from the encoder cache
+``losstune.objectives.metrics.classification_metrics``. The features come from the encoder cache
 (``$LOSSTUNE_CACHE``); a cold cache encodes the 7674 documents first (about 2 minutes on 2 CPU
 cores at 67 documents/s), and the script says so.
 
@@ -37,10 +38,10 @@ def main() -> None:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from objectives import cache
-    from objectives.config import TrialConfig
-    from objectives.metrics import classification_metrics
-    from objectives.training import prepare_data, run_trial
+    from losstune.objectives import cache
+    from losstune.objectives.config import TrialConfig
+    from losstune.objectives.metrics import classification_metrics
+    from losstune.objectives.training import prepare_data, run_trial
 
     torch.set_num_threads(args.threads)
     config = TrialConfig.model_validate({

@@ -66,8 +66,8 @@ def run_launcher(label: str, launcher: str, workers: int, url: str, n_trials: in
     import optuna
     from optuna.trial import TrialState
 
-    from storage import get_storage
-    from studies import api
+    from losstune.storage import get_storage
+    from losstune.studies import api
 
     name = f"bench_scaling_{uuid.uuid4().hex[:8]}"
     spec, text = api.study_from_dict(quickstart_study(name, n_trials, epochs))
@@ -107,9 +107,9 @@ class _Fixed:
 
 def real_trial_record(epochs: int) -> tuple[dict[str, Any], dict[str, Any], list[float], Any]:
     """Config and user attributes of one real quickstart trial (to replay their writes)."""
-    from objectives.objective import config_attribute, result_attributes
-    from objectives.training import run_trial
-    from studies import api
+    from losstune.objectives.objective import config_attribute, result_attributes
+    from losstune.objectives.training import run_trial
+    from losstune.studies import api
 
     spec, _ = api.study_from_dict(quickstart_study("bench_record", 1, epochs))
     space = spec.compile_space()
@@ -125,8 +125,8 @@ def storage_cost(url: str, n: int, config_attr: dict[str, Any], attrs: dict[str,
     """Milliseconds per trial of the storage work of one losstune trial (no training)."""
     import optuna
 
-    import storage as storage_pkg
-    from studies.runner import count_states, counted_failures
+    import losstune.storage as storage_pkg
+    from losstune.studies.runner import count_states, counted_failures
 
     name = f"bench_storage_{uuid.uuid4().hex[:8]}"
     st = storage_pkg.get_storage(url)
@@ -201,7 +201,7 @@ def main() -> None:
             ray.shutdown()
 
     base = rows[0]["per_min"]
-    from storage import backend_of
+    from losstune.storage import backend_of
 
     print(f"\nlaunchers ({backend_of(url)} storage)")
     print(f"{'launcher':<10} {'workers':>7} {'trials':>6} {'wall s':>7} {'window s':>8} "

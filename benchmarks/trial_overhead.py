@@ -2,7 +2,8 @@
 
 On cached full-R8 all-MiniLM-L6-v2 features (encoded once, on the first run), this times:
 
-* ``plain``: ``objectives.training.run_trial`` called N times in a loop (no Optuna, no storage);
+* ``plain``: ``losstune.objectives.training.run_trial`` called N times in a loop (no Optuna, no
+  storage);
 * ``losstune``: the same N trials through a study (every parameter fixed to the same values),
   on SQLite storage with the heartbeat, per-epoch reports and user attributes;
 * ``logreg``: sklearn ``LogisticRegression`` fitted N times on the same features.
@@ -34,9 +35,9 @@ def main() -> None:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
 
-    from objectives.config import TrialConfig
-    from objectives.training import prepare_data, run_trial
-    from studies import api
+    from losstune.objectives.config import TrialConfig
+    from losstune.objectives.training import prepare_data, run_trial
+    from losstune.studies import api
 
     torch.set_num_threads(args.threads)
     fixed = {

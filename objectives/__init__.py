@@ -1,12 +1,13 @@
 """What one trial builds, trains and scores: data, encoders, heads, losses, metrics, training.
 
 Nothing in this package samples parameters; it takes a plain
-:class:`~objectives.config.TrialConfig`. Optuna appears only in :mod:`objectives.objective`.
+:class:`~losstune.objectives.config.TrialConfig`. Optuna appears only in
+:mod:`losstune.objectives.objective`.
 """
 
 from __future__ import annotations
 
-from objectives.config import (
+from losstune.objectives.config import (
     DataConfig,
     EncoderConfig,
     EvalConfig,

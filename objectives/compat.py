@@ -2,7 +2,7 @@
 
 Checked from registry names and class attributes only (nothing is built or loaded), so that a
 study file is rejected when it is validated, before anything touches storage, and again when a
-trial is built (:func:`objectives.training.check_compatibility`).
+trial is built (:func:`losstune.objectives.training.check_compatibility`).
 
 * every loss's ``requires`` must be in the head's ``provides`` (``latent_guidance`` needs
   ``teacher_latents``, which only ``latentg_student`` makes);
@@ -41,9 +41,9 @@ def check_model_contract(
     eval_rule: str = "auto",
 ) -> None:
     """Raise :class:`IncompatibleConfigError` naming the parts that do not fit."""
-    from objectives.encoders import get_encoder_class
-    from objectives.losses import get_loss_class
-    from objectives.models import get_model_class
+    from losstune.objectives.encoders import get_encoder_class
+    from losstune.objectives.losses import get_loss_class
+    from losstune.objectives.models import get_model_class
 
     head_cls = get_model_class(head)
     provides = frozenset(head_cls.provides)
@@ -89,6 +89,6 @@ def check_model_contract(
 
 
 def _encoders() -> dict[str, Any]:
-    from objectives.encoders import ENCODERS
+    from losstune.objectives.encoders import ENCODERS
 
     return ENCODERS

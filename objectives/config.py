@@ -1,6 +1,7 @@
 """The plain, typed configuration of one trial.
 
-A :class:`TrialConfig` is everything :func:`objectives.training.run_trial` needs: which data, which
+A :class:`TrialConfig` is everything :func:`losstune.objectives.training.run_trial` needs: which
+data, which
 encoder, which head, which loss terms with which knobs, and the training settings. It is what a
 search space produces from an Optuna trial, what ``losstune export`` writes and what
 ``losstune train`` replays. Nothing here knows about Optuna.

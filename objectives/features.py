@@ -7,10 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from objectives.cache import cached_arrays
-from objectives.config import EncoderConfig
-from objectives.data import TextDataset
-from objectives.encoders import build_encoder
+from losstune.objectives.cache import cached_arrays
+from losstune.objectives.config import EncoderConfig
+from losstune.objectives.data import TextDataset
+from losstune.objectives.encoders import build_encoder
 
 logger = logging.getLogger(__name__)
 

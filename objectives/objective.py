@@ -15,8 +15,13 @@ from typing import Any, Protocol
 
 import optuna
 
-from objectives.config import TrialConfig
-from objectives.training import NonFiniteLossError, TrialPrunedSignal, TrialResult, run_trial
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.training import (
+    NonFiniteLossError,
+    TrialPrunedSignal,
+    TrialResult,
+    run_trial,
+)
 
 
 class SpaceLike(Protocol):
@@ -26,7 +31,7 @@ class SpaceLike(Protocol):
 
 
 class OptunaReporter:
-    """Adapts an Optuna trial to :class:`objectives.training.Reporter`."""
+    """Adapts an Optuna trial to :class:`losstune.objectives.training.Reporter`."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial

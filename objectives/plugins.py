@@ -73,26 +73,26 @@ def _register(kind: str, name: str, obj: Any, source: PluginSource) -> None:
     """Register an entry point's object under ``name`` (its declared identifier)."""
     import types
 
-    from objectives.data.registry import DatasetInfo, register_dataset
-    from objectives.losses import BaseLoss, register_loss
-    from objectives.models import BaseHead, register_model
+    from losstune.objectives.data.registry import DatasetInfo, register_dataset
+    from losstune.objectives.losses import BaseLoss, register_loss
+    from losstune.objectives.models import BaseHead, register_model
 
     if isinstance(obj, types.ModuleType):
         return  # the module registered its parts on import
     if kind == "loss":
         if not (isinstance(obj, type) and issubclass(obj, BaseLoss)):
             raise PluginError(f"loss plugin {name!r} ({source.module}) points to {obj!r}, which "
-                              "is not a subclass of objectives.losses.BaseLoss")
+                              "is not a subclass of losstune.objectives.losses.BaseLoss")
         declared = getattr(obj, "name", "")
     elif kind == "model":
         if not (isinstance(obj, type) and issubclass(obj, BaseHead)):
             raise PluginError(f"model plugin {name!r} ({source.module}) points to {obj!r}, "
-                              "which is not a subclass of objectives.models.BaseHead")
+                              "which is not a subclass of losstune.objectives.models.BaseHead")
         declared = getattr(obj, "name", "")
     else:
         if not isinstance(obj, DatasetInfo):
             raise PluginError(f"dataset plugin {name!r} ({source.module}) points to {obj!r}, "
-                              "which is not an objectives.data.DatasetInfo")
+                              "which is not an losstune.objectives.data.DatasetInfo")
         declared = obj.name
     if not declared:
         raise PluginError(f"{kind} plugin {name!r} ({source.module}) declares no identifier: set "
@@ -148,9 +148,9 @@ def load_entry_point_plugins() -> None:
 
 def import_plugin_modules(modules: list[str]) -> None:
     """Import the modules a study file or config lists under ``plugins:``."""
-    from objectives.data.registry import DATASETS
-    from objectives.losses import LOSSES
-    from objectives.models import MODELS
+    from losstune.objectives.data.registry import DATASETS
+    from losstune.objectives.losses import LOSSES
+    from losstune.objectives.models import MODELS
 
     load_entry_point_plugins()
     cwd = os.getcwd()

@@ -1,6 +1,6 @@
 """Train and evaluate one configuration: the function every trial, replay and confirmation runs.
 
-:func:`run_trial` takes a plain :class:`~objectives.config.TrialConfig` and an optional
+:func:`run_trial` takes a plain :class:`~losstune.objectives.config.TrialConfig` and an optional
 :class:`Reporter` (an Optuna trial adapter, or nothing for a replay). It never samples
 parameters. Each epoch it trains on the training split, evaluates the validation split, reports
 the objective metric and asks whether to stop; the epoch with the best validation value is kept,
@@ -22,12 +22,12 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from objectives.compat import IncompatibleConfigError, check_model_contract, model_input
-from objectives.config import TrialConfig
-from objectives.data import TextDataset, load_dataset
-from objectives.features import encoder_outputs, token_context
-from objectives.losses import Batch, WeightedSum, build_loss, get_loss_class, term_names
-from objectives.metrics import (
+from losstune.objectives.compat import IncompatibleConfigError, check_model_contract, model_input
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.data import TextDataset, load_dataset
+from losstune.objectives.features import encoder_outputs, token_context
+from losstune.objectives.losses import Batch, WeightedSum, build_loss, get_loss_class, term_names
+from losstune.objectives.metrics import (
     ClassGroups,
     classification_metrics,
     metric_direction,
@@ -35,8 +35,8 @@ from objectives.metrics import (
     scalar_metrics,
     tune_thresholds,
 )
-from objectives.models import build_model, get_model_class
-from objectives.models.heads import BaseHead
+from losstune.objectives.models import build_model, get_model_class
+from losstune.objectives.models.heads import BaseHead
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def build_objective_parts(
     }
     model = build_model(config.model.head, config.model.params, context)
     if config.encoder.fine_tune:
-        from objectives.models.finetune import FineTunedEncoder
+        from losstune.objectives.models.finetune import FineTunedEncoder
 
         model = FineTunedEncoder(model)  # type: ignore[assignment]
     embedding_dim = getattr(model, "embedding_dim", None)

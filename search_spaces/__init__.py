@@ -6,8 +6,13 @@ This is the only package that calls ``trial.suggest_*``.
 
 from __future__ import annotations
 
-from search_spaces.losses import AUX_WEIGHT, AUX_WEIGHT_DEFAULTS, LOSS_SPACES, register_loss_space
-from search_spaces.params import (
+from losstune.search_spaces.losses import (
+    AUX_WEIGHT,
+    AUX_WEIGHT_DEFAULTS,
+    LOSS_SPACES,
+    register_loss_space,
+)
+from losstune.search_spaces.params import (
     CategoricalDist,
     FixedDist,
     FloatDist,
@@ -15,8 +20,8 @@ from search_spaces.params import (
     Param,
     parse_override,
 )
-from search_spaces.space import LOSS_NAME, SearchSpace, SpaceError, diff_spaces
-from search_spaces.training import (
+from losstune.search_spaces.space import LOSS_NAME, SearchSpace, SpaceError, diff_spaces
+from losstune.search_spaces.training import (
     FINE_TUNE_SPACE,
     MODEL_SPACES,
     TRAIN_SPACE,

@@ -2,7 +2,8 @@
 
 ``check_loss_contract(cls)`` is what the contract test runs over the whole registry and what
 ``losstune check-loss`` will run on a plugin's loss. It adds, to
-:func:`objectives.losses.contract.check_loss_class`, the checks that need the search spaces:
+:func:`losstune.objectives.losses.contract.check_loss_class`, the checks that need the search
+spaces:
 a ``LOSS_SPACES`` entry whose keys are constructor knobs and whose ranges hold the defaults,
 and knobs sampled from a real Optuna trial (``RandomSampler``) through :class:`SearchSpace`,
 which the class checks then evaluate on random batches.
@@ -14,10 +15,10 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from objectives.losses import LOSSES, BaseLoss
-from objectives.losses.contract import Problem, Shapes, check_loss_class
-from search_spaces.losses import LOSS_SPACES
-from search_spaces.params import FixedDist
+from losstune.objectives.losses import LOSSES, BaseLoss
+from losstune.objectives.losses.contract import Problem, Shapes, check_loss_class
+from losstune.search_spaces.losses import LOSS_SPACES
+from losstune.search_spaces.params import FixedDist
 
 __all__ = ["Problem", "check_loss_contract", "check_loss_space", "sample_loss_knobs"]
 
@@ -28,7 +29,7 @@ def check_loss_space(cls: type[BaseLoss]) -> list[Problem]:
     problems: list[Problem] = []
     if LOSSES.get(name) is not cls:
         problems.append(Problem(name, "registry", (
-            f"not registered under {name!r}: add it to objectives.losses.LOSSES "
+            f"not registered under {name!r}: add it to losstune.objectives.losses.LOSSES "
             "(or call register_loss for a plugin)")))
     if name not in LOSS_SPACES:
         problems.append(Problem(name, "search space", (
@@ -56,7 +57,7 @@ def sample_loss_knobs(name: str, *, n: int = 3, seed: int = 0) -> list[dict[str,
     """Knob dicts of ``name`` drawn by Optuna's ``RandomSampler`` through the compiled space."""
     import optuna
 
-    from search_spaces.space import SearchSpace
+    from losstune.search_spaces.space import SearchSpace
 
     space = SearchSpace.build(losses=[name])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))

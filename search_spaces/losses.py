@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from search_spaces.params import CategoricalDist, Distribution, FixedDist, FloatDist
+from losstune.search_spaces.params import CategoricalDist, Distribution, FixedDist, FloatDist
 
 _GAMMA = FloatDist(0.0, 4.0)  # focal exponent; paper 2, suggested {0,1,2,3}
 _CB_BETA = CategoricalDist((0.9, 0.99, 0.999, 0.9999))

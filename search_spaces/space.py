@@ -5,7 +5,7 @@ head and training settings, applies the study file's overrides and checks them.
 :meth:`SearchSpace.sample` walks the parameters with an Optuna trial (this package is the only
 one that calls ``trial.suggest_*``), skipping a loss's knobs unless that loss was chosen.
 :meth:`SearchSpace.to_config` turns the sampled values into a plain
-:class:`~objectives.config.TrialConfig`.
+:class:`~losstune.objectives.config.TrialConfig`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from objectives.config import LossConfig, LossTerm, ModelConfig, TrialConfig
-from objectives.losses import get_loss_class
-from objectives.models import get_model_class, model_hyperparameters
-from search_spaces.losses import AUX_WEIGHT, AUX_WEIGHT_DEFAULTS, LOSS_SPACES
-from search_spaces.params import (
+from losstune.objectives.config import LossConfig, LossTerm, ModelConfig, TrialConfig
+from losstune.objectives.losses import get_loss_class
+from losstune.objectives.models import get_model_class, model_hyperparameters
+from losstune.search_spaces.losses import AUX_WEIGHT, AUX_WEIGHT_DEFAULTS, LOSS_SPACES
+from losstune.search_spaces.params import (
     CategoricalDist,
     Distribution,
     FixedDist,
@@ -31,7 +31,7 @@ from search_spaces.params import (
     Param,
     parse_override,
 )
-from search_spaces.training import FINE_TUNE_SPACE, MODEL_SPACES, TRAIN_SPACE
+from losstune.search_spaces.training import FINE_TUNE_SPACE, MODEL_SPACES, TRAIN_SPACE
 
 LOSS_NAME = "loss.name"
 #: Placeholder distributions giving a declared knob its kind before the override is read.
@@ -60,7 +60,7 @@ def _loss_params(name: str, when: tuple[tuple[str, Any], ...]) -> list[Param]:
     if name not in LOSS_SPACES:
         raise SpaceError(
             f"loss {name!r} has no default search space; add an entry to "
-            "search_spaces.losses.LOSS_SPACES (or register_loss_space for a plugin)"
+            "losstune.search_spaces.losses.LOSS_SPACES (or register_loss_space for a plugin)"
         )
     space = LOSS_SPACES[name]
     knobs = cls.hyperparameters()

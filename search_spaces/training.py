@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from search_spaces.params import CategoricalDist, Distribution, FloatDist, IntDist
+from losstune.search_spaces.params import CategoricalDist, Distribution, FloatDist, IntDist
 
 #: ``train.<setting>`` -> (distribution, default). Wide enough for plain BCE on long-tailed data
 #: to converge (see seed_losses.md §5.6 item 10): slow losses must not lose on epochs alone.

@@ -2,7 +2,7 @@
 
 Example (a notebook)::
 
-    from studies import api
+    from losstune.studies import api
     spec, text = api.load_study("studies/configs/quickstart.yaml")
     summary = api.run_study(spec, study_text=text, storage="sqlite:///nb.db", n_trials=5)
     df = api.results_dataframe(spec.name, storage="sqlite:///nb.db")
@@ -24,16 +24,16 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-import storage as storage_pkg
-from studies.export import (
+import losstune.storage as storage_pkg
+from losstune.studies.export import (
     ExportError,
     export_document,
     pick_trial,
     read_config_file,
     write_yaml_atomic,
 )
-from studies.optuna_parts import best_first
-from studies.runner import (
+from losstune.studies.optuna_parts import best_first
+from losstune.studies.runner import (
     RunSummary,
     StopFlag,
     count_states,
@@ -41,7 +41,7 @@ from studies.runner import (
     fail_stale_trials,
     install_sigint,
 )
-from studies.spec import StudySpec, load_study_file, parse_study
+from losstune.studies.spec import StudySpec, load_study_file, parse_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -54,7 +54,7 @@ class StudyNotFoundError(KeyError):
 
 
 def load_study(path: str | Path) -> tuple[StudySpec, str]:
-    """Read and validate a study file (raises :class:`studies.spec.StudyFileError`)."""
+    """Read and validate a study file (raises :class:`losstune.studies.spec.StudyFileError`)."""
     return load_study_file(path)
 
 
@@ -92,8 +92,8 @@ def run_study(
     ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
     after that time. Ctrl-C stops after the current trial.
     """
-    from studies.launchers import get_launcher
-    from studies.progress import StudyProgress, make_console
+    from losstune.studies.launchers import get_launcher
+    from losstune.studies.progress import StudyProgress, make_console
 
     console = console or make_console()
     url = _url(storage, spec)
@@ -288,7 +288,7 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
         except ExportError:
             if trial is not None:
                 raise
-    from studies.confirm import confirmation_note
+    from losstune.studies.confirm import confirmation_note
 
     note = confirmation_note(study, chosen["number"]) if chosen else ""
     return {
@@ -330,7 +330,7 @@ def export_trial(name: str, output: str | Path, *, storage: str | None = None,
                  confirmed: bool = False) -> tuple[Path, dict]:
     """Write trial ``trial`` (default: the best; ``confirmed``: the best confirmed) of study
     ``name`` to ``output`` as YAML. Returns the path and the document."""
-    from studies.confirm import best_confirmed, confirmation_note, stored_confirmation
+    from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
 
     study = get_study(name, storage)
     if confirmed:
@@ -407,7 +407,7 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
     With one seed on CPU the validation metric equals the exported trial's exactly. More seeds
     re-train with seeds ``seed, seed+1, ...`` (initialisation and batch order only).
     """
-    from objectives.training import run_trial
+    from losstune.objectives.training import run_trial
 
     if isinstance(config, (str, Path)):
         config, provenance = read_config_file(config)
@@ -460,7 +460,11 @@ def _classes_from(name_or_module: str, registry: Mapping[str, type], base: type,
     import inspect
     import sys
 
-    from objectives.plugins import PluginError, import_plugin_modules, load_entry_point_plugins
+    from losstune.objectives.plugins import (
+        PluginError,
+        import_plugin_modules,
+        load_entry_point_plugins,
+    )
 
     load_entry_point_plugins()
     if name_or_module in registry:
@@ -490,8 +494,8 @@ def _classes_from(name_or_module: str, registry: Mapping[str, type], base: type,
 def check_loss(name_or_module: str) -> dict[str, list[Any]]:
     """Run the loss contract (the built-in losses' checks) on a registered loss or on every
     loss class of a module. Returns ``{loss name: [problems]}`` (empty lists pass)."""
-    from objectives.losses import LOSSES, BaseLoss
-    from search_spaces.contract import check_loss_contract
+    from losstune.objectives.losses import LOSSES, BaseLoss
+    from losstune.search_spaces.contract import check_loss_contract
 
     classes = _classes_from(name_or_module, LOSSES, BaseLoss, "loss")
     return {cls.name: check_loss_contract(cls) for cls in classes}
@@ -499,9 +503,9 @@ def check_loss(name_or_module: str) -> dict[str, list[Any]]:
 
 def check_model(name_or_module: str) -> dict[str, list[Any]]:
     """Run the head contract (declared outputs with the right shapes, gradients flow)."""
-    from objectives.models import MODELS, BaseHead
-    from objectives.models.contract import check_model_class
-    from search_spaces.training import MODEL_SPACES
+    from losstune.objectives.models import MODELS, BaseHead
+    from losstune.objectives.models.contract import check_model_class
+    from losstune.search_spaces.training import MODEL_SPACES
 
     classes = _classes_from(name_or_module, MODELS, BaseHead, "model head")
     return {cls.name: check_model_class(cls, space=MODEL_SPACES.get(cls.name))
@@ -511,8 +515,8 @@ def check_model(name_or_module: str) -> dict[str, list[Any]]:
 def check_dataset(name: str, options: Mapping[str, Any] | None = None) -> dict[str, list[Any]]:
     """Run the dataset contract (splits present and disjoint, labels parse, every class named,
     text non-empty) on a registered dataset, with loader ``options``."""
-    from objectives.data.contract import check_dataset as run_check
-    from objectives.plugins import load_entry_point_plugins
+    from losstune.objectives.data.contract import check_dataset as run_check
+    from losstune.objectives.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
     return {name: run_check(name, options or {})}
@@ -529,9 +533,9 @@ def serve_dashboard(storage: str | None = None, *, host: str = "127.0.0.1",
 # ---------------------------------------------------------------------- datasets
 def list_datasets() -> list[dict[str, Any]]:
     """Every registered dataset: name, description, source, multilabel, derived, options."""
-    from objectives.data import DATASETS
-    from objectives.data.registry import COMMON_OPTIONS
-    from objectives.plugins import load_entry_point_plugins
+    from losstune.objectives.data import DATASETS
+    from losstune.objectives.data.registry import COMMON_OPTIONS
+    from losstune.objectives.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
     return [{"name": info.name, "description": info.description, "source": info.source,
@@ -545,7 +549,7 @@ def list_datasets() -> list[dict[str, Any]]:
 def parse_data_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``["limit.train=100", "path=x.csv", "classes=[a, b]"]`` -> nested options (values are
     read as YAML, so numbers, booleans and lists keep their types)."""
-    from objectives.data.registry import DatasetError
+    from losstune.objectives.data.registry import DatasetError
 
     out: dict[str, Any] = {}
     for pair in pairs:
@@ -568,10 +572,10 @@ def parse_data_options(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 def dataset_info(name: str, options: Mapping[str, Any] | None = None, *, head_min: int = 35,
                  tail_max: int = 8, top: int = 5) -> Any:
-    """Label statistics of a dataset (:class:`objectives.data.stats.LabelStatistics`)."""
-    from objectives.data import get_dataset_info, load_dataset
-    from objectives.data.registry import DatasetError
-    from objectives.data.stats import label_statistics
+    """Label statistics of a dataset (:class:`losstune.objectives.data.stats.LabelStatistics`)."""
+    from losstune.objectives.data import get_dataset_info, load_dataset
+    from losstune.objectives.data.registry import DatasetError
+    from losstune.objectives.data.stats import label_statistics
 
     get_dataset_info(name)
     dataset = load_dataset(name, dict(options or {}))

@@ -1,5 +1,6 @@
 """The ``losstune`` command line. Each command parses its input, calls one function of
-:mod:`studies.api`, prints the result and returns. Known errors print one line and exit 2."""
+:mod:`losstune.studies.api`, prints the result and returns. Known errors print one line and exit
+2."""
 
 from __future__ import annotations
 
@@ -26,19 +27,19 @@ class UserError(click.ClickException):
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    from objectives.data._locate import MissingDataPackageError
-    from objectives.data.registry import DatasetError
-    from objectives.plugins import PluginError
-    from objectives.training import ConfigurationError, NonFiniteLossError
-    from search_spaces import SpaceError
-    from storage import StorageError
-    from studies.api import StudyNotFoundError
-    from studies.confirm import ConfirmError
-    from studies.export import ExportError
-    from studies.launchers import LauncherError
-    from studies.report import ReportError
-    from studies.runner import StudyMismatchError
-    from studies.spec import StudyFileError
+    from losstune.objectives.data._locate import MissingDataPackageError
+    from losstune.objectives.data.registry import DatasetError
+    from losstune.objectives.plugins import PluginError
+    from losstune.objectives.training import ConfigurationError, NonFiniteLossError
+    from losstune.search_spaces import SpaceError
+    from losstune.storage import StorageError
+    from losstune.studies.api import StudyNotFoundError
+    from losstune.studies.confirm import ConfirmError
+    from losstune.studies.export import ExportError
+    from losstune.studies.launchers import LauncherError
+    from losstune.studies.report import ReportError
+    from losstune.studies.runner import StudyMismatchError
+    from losstune.studies.spec import StudyFileError
 
     return (StudyFileError, ReportError, SpaceError, StorageError, ExportError,
             StudyNotFoundError, StudyMismatchError, ConfigurationError, PluginError,
@@ -64,7 +65,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _console() -> Any:
-    from studies.progress import make_console
+    from losstune.studies.progress import make_console
 
     return make_console()
 
@@ -104,7 +105,7 @@ def cli(verbose: int) -> None:
 def run(study_file: str, storage: str | None, n_trials: int | None, timeout: float | None,
         launcher: str, workers: int | None, address: str | None, no_progress: bool) -> None:
     """Create (or resume) the study in STUDY_FILE and run it to its budget."""
-    from studies import api
+    from losstune.studies import api
 
     spec, text = api.load_study(study_file)
     console = _console()
@@ -155,7 +156,7 @@ def studies_cmd(storage: str | None) -> None:
     """List the studies in the storage with trial counts and best values."""
     from rich.table import Table
 
-    from studies import api
+    from losstune.studies import api
 
     rows = api.list_studies(storage)
     console = _console()
@@ -207,7 +208,7 @@ def show(study: str, storage: str | None, trial_number: int | None, top: int) ->
     """Show the best (or chosen) trial of STUDY and its top trials."""
     from rich.table import Table
 
-    from studies import api
+    from losstune.studies import api
 
     info = api.show_study(study, storage, top=top, trial=trial_number)
     console = _console()
@@ -251,7 +252,7 @@ def show(study: str, storage: str | None, trial_number: int | None, top: int) ->
 def export(study: str, output: str, storage: str | None, trial_number: int | None,
            confirmed: bool, pareto: bool, force: bool) -> None:
     """Write the best (or chosen) trial of STUDY as a self-contained config."""
-    from studies import api
+    from losstune.studies import api
 
     if sum([trial_number is not None, confirmed, pareto]) > 1:
         raise UserError("use only one of --trial, --confirmed and --pareto")
@@ -280,7 +281,7 @@ def train(config_file: str, seeds: int, output: str | None) -> None:
     """Replay an exported CONFIG_FILE without Optuna and print its metrics."""
     from rich.table import Table
 
-    from studies import api
+    from losstune.studies import api
 
     report = api.train_config(config_file, seeds=seeds, output_dir=output)
     console = _console()
@@ -333,7 +334,7 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
     from rich.table import Table
 
-    from studies.confirm import confirm_study
+    from losstune.studies.confirm import confirm_study
 
     console = _console()
     with Progress("[bold]confirm", BarColumn(), MofNCompleteColumn(), "runs",
@@ -377,7 +378,7 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
 @handle_errors
 def report(study: str, output: str, storage: str | None, force: bool) -> None:
     """Write a static HTML report of STUDY (offline plotly) with PNG figures."""
-    from studies.report import write_report
+    from losstune.studies.report import write_report
 
     console = _console()
     with console.status("writing report") as status:
@@ -398,7 +399,7 @@ def compare(studies_: tuple[str, ...], storage: str | None, markdown: str | None
 
     from rich.table import Table
 
-    from studies.compare import COLUMNS, compare_studies, table_cells, to_markdown
+    from losstune.studies.compare import COLUMNS, compare_studies, table_cells, to_markdown
 
     rows = compare_studies(list(studies_), storage)
     table = Table(*COLUMNS)
@@ -413,8 +414,8 @@ def compare(studies_: tuple[str, ...], storage: str | None, markdown: str | None
 # ---------------------------------------------------------------------- contracts
 _FIXES = {
     "registry": "register it (register_loss / register_model / an entry point) under its `name`",
-    "search space": "give it a default space (search_spaces.register_loss_space) whose keys are "
-                    "constructor knobs and whose ranges hold the defaults",
+    "search space": "give it a default space (losstune.search_spaces.register_loss_space) "
+                    "whose keys are constructor knobs and whose ranges hold the defaults",
     "docstring": "write a class docstring with the formula (``L = ...``), Args, References and "
                  "Inputs",
     "constructor": "make every knob keyword-only, typed, with the paper's default, and raise "
@@ -444,7 +445,7 @@ def _report_contract(kind: str, results: dict[str, list[Any]]) -> None:
 @handle_errors
 def check_loss_cmd(name_or_module: str) -> None:
     """Run the loss contract on a registered loss or on the losses of a module."""
-    from studies import api
+    from losstune.studies import api
 
     _report_contract("loss", api.check_loss(name_or_module))
 
@@ -454,7 +455,7 @@ def check_loss_cmd(name_or_module: str) -> None:
 @handle_errors
 def check_model_cmd(name_or_module: str) -> None:
     """Run the model-head contract on a registered head or on the heads of a module."""
-    from studies import api
+    from losstune.studies import api
 
     _report_contract("model head", api.check_model(name_or_module))
 
@@ -468,8 +469,8 @@ def check_model_cmd(name_or_module: str) -> None:
 @handle_errors
 def check_dataset_cmd(name: str, options: tuple[str, ...], plugins: tuple[str, ...]) -> None:
     """Run the dataset contract on a registered dataset."""
-    from objectives.plugins import import_plugin_modules
-    from studies import api
+    from losstune.objectives.plugins import import_plugin_modules
+    from losstune.studies import api
 
     if plugins:
         import_plugin_modules(list(plugins))
@@ -485,8 +486,8 @@ def check_dataset_cmd(name: str, options: tuple[str, ...], plugins: tuple[str, .
 @handle_errors
 def dashboard(storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard on the losstune storage."""
-    from storage import mask_url, resolve_storage_url
-    from studies import api
+    from losstune.storage import mask_url, resolve_storage_url
+    from losstune.studies import api
 
     url = resolve_storage_url(storage)
     api.open_storage_ro(storage)
@@ -505,7 +506,7 @@ def space(study_file: str) -> None:
     """Validate STUDY_FILE and print its compiled search space."""
     from rich.table import Table
 
-    from studies import api
+    from losstune.studies import api
 
     spec, compiled = api.describe_space(study_file)
     table = Table("parameter", "distribution", "default", "only when",
@@ -529,7 +530,7 @@ def data_list() -> None:
     """List the registered datasets with their descriptions and sources."""
     from rich.table import Table
 
-    from studies import api
+    from losstune.studies import api
 
     table = Table("name", "task", "derived", "description", "source")
     for row in api.list_datasets():
@@ -561,7 +562,7 @@ def data_info(name: str, options: tuple[str, ...], head_min: int, tail_max: int,
 
     from rich.table import Table
 
-    from studies import api
+    from losstune.studies import api
 
     stats = api.dataset_info(name, api.parse_data_options(options), head_min=head_min,
                              tail_max=tail_max, top=top)

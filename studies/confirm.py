@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from studies.optuna_parts import best_first
+from losstune.studies.optuna_parts import best_first
 
 CONFIRM_SUFFIX = "--confirm"
 
@@ -105,9 +105,9 @@ def confirm_study(
     """Re-train the ``top`` best trials of study ``name`` with ``seeds`` fresh seeds each."""
     import time
 
-    from objectives.config import TrialConfig
-    from objectives.training import NonFiniteLossError, run_trial
-    from studies.api import get_study, mean_ci, open_storage_ro
+    from losstune.objectives.config import TrialConfig
+    from losstune.objectives.training import NonFiniteLossError, run_trial
+    from losstune.studies.api import get_study, mean_ci, open_storage_ro
 
     if top < 1 or seeds < 1:
         raise ConfirmError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
@@ -130,7 +130,7 @@ def confirm_study(
     for trial in chosen:
         config = TrialConfig.model_validate(trial.user_attrs["config"])
         if config.plugins:
-            from objectives.plugins import import_plugin_modules
+            from losstune.objectives.plugins import import_plugin_modules
 
             import_plugin_modules(list(config.plugins))
         seed_list = [config.train.seed + i for i in range(1, seeds + 1)]
@@ -176,7 +176,7 @@ def confirm_study(
 
 
 def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
-    from storage import quiet_experimental
+    from losstune.storage import quiet_experimental
 
     with quiet_experimental():
         study.set_metric_names(names)
@@ -184,7 +184,7 @@ def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
 
 def _record(linked: optuna.Study, source: optuna.trial.FrozenTrial, seed: int, result: Any,
             metric: str) -> None:
-    from objectives.objective import result_attributes
+    from losstune.objectives.objective import result_attributes
 
     attrs = {k: v for k, v in result_attributes(result).items() if not k.startswith("curve.")}
     attrs.update({"source_trial": source.number, "seed": seed,

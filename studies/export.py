@@ -13,8 +13,8 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from studies.runner import git_commit, losstune_version
-from studies.secrets import scrub
+from losstune.studies.runner import git_commit, losstune_version
+from losstune.studies.secrets import scrub
 
 EXPORT_FORMAT = 1
 _PACKAGES = ("torch", "optuna", "sentence-transformers", "transformers", "scikit-learn",
@@ -96,7 +96,11 @@ def export_document(study: optuna.Study, trial: FrozenTrial, *, storage_url: str
 def plugin_packages(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Module, package and version of every plugin the config uses (its ``plugins:`` modules
     and the entry-point plugins that provide its loss, head or dataset)."""
-    from objectives.plugins import import_plugin_modules, load_entry_point_plugins, sources_for
+    from losstune.objectives.plugins import (
+        import_plugin_modules,
+        load_entry_point_plugins,
+        sources_for,
+    )
 
     load_entry_point_plugins()
     modules = list(config.get("plugins") or [])
@@ -134,8 +138,8 @@ def read_config_file(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """Read an exported document (or a bare TrialConfig mapping): ``(TrialConfig, provenance)``."""
     from pydantic import ValidationError
 
-    from objectives.config import TrialConfig
-    from studies.spec import format_validation_error
+    from losstune.objectives.config import TrialConfig
+    from losstune.studies.spec import format_validation_error
 
     p = Path(path)
     if not p.exists():
@@ -172,11 +176,11 @@ def _check_names(config: Any, path: Path) -> None:
     """Registry names in a config must exist. Only the config's ``plugins:`` modules and the
     installed entry points are imported; a part whose recorded plugin package is missing gets
     an error naming that package."""
-    from objectives.data import get_dataset_info
-    from objectives.encoders import get_encoder_class
-    from objectives.losses import get_loss_class
-    from objectives.models import get_model_class
-    from objectives.plugins import import_plugin_modules
+    from losstune.objectives.data import get_dataset_info
+    from losstune.objectives.encoders import get_encoder_class
+    from losstune.objectives.losses import get_loss_class
+    from losstune.objectives.models import get_model_class
+    from losstune.objectives.plugins import import_plugin_modules
 
     if config.plugins:
         import_plugin_modules(list(config.plugins))
@@ -205,7 +209,7 @@ def _check_names(config: Any, path: Path) -> None:
 def _warn_versions(config: Any) -> None:
     import warnings
 
-    from objectives.plugins import package_of
+    from losstune.objectives.plugins import package_of
 
     for p in config.plugin_packages:
         _, installed = package_of(str(p.get("module", "")))

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import optuna
 
-from studies.runner import StopFlag, run_worker
-from studies.spec import StudySpec
+from losstune.studies.runner import StopFlag, run_worker
+from losstune.studies.spec import StudySpec
 
 
 class LauncherError(ValueError):
@@ -84,8 +84,8 @@ def _require_ray(launcher: str) -> None:
 
 def _shared_url(url: str, launcher: str) -> str:
     """The storage URL as worker processes must see it (checked: it can be shared)."""
-    import storage as storage_pkg
-    from studies.ray_launch import shareable_url
+    import losstune.storage as storage_pkg
+    from losstune.studies.ray_launch import shareable_url
 
     if storage_pkg.backend_of(url) == "memory" or (
         storage_pkg.backend_of(url) == "sqlite" and storage_pkg.sqlite_path(url) is None
@@ -109,7 +109,7 @@ class RayLauncher(Launcher):
     name = "ray"
     #: ``(module, function)`` of the body: ``function(spec, url, *, n_trials, workers, stop,
     #: deadline, address, echo)``, imported only when launched (Ray is an optional extra).
-    body = ("studies.ray_launch", "run_ray_workers")
+    body = ("losstune.studies.ray_launch", "run_ray_workers")
 
     def __init__(self) -> None:
         self.address: str | None = None
@@ -122,10 +122,10 @@ class RayLauncher(Launcher):
         _require_ray(self.name)
         _shared_url(url, self.name)
         if self.name == "ray-tune":
-            from studies.ray_tune import make_scheduler
+            from losstune.studies.ray_tune import make_scheduler
 
             make_scheduler(spec)
-        from studies.ray_launch import connect, plan_resources
+        from losstune.studies.ray_launch import connect, plan_resources
 
         self._cluster = connect(spec, self.address)
         try:
@@ -172,7 +172,7 @@ class TuneLauncher(RayLauncher):
     """
 
     name = "ray-tune"
-    body = ("studies.ray_tune", "run_tune")
+    body = ("losstune.studies.ray_tune", "run_tune")
 
 
 LAUNCHERS: dict[str, Callable[[], Launcher]] = {

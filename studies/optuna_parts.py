@@ -136,7 +136,7 @@ def make_sampler(name: str, args: Mapping[str, Any], seed: int, *, multi: bool =
         kwargs.pop("group", None)
     if "seed" in inspect.signature(factory).parameters:
         kwargs["seed"] = seed
-    from storage import quiet_experimental
+    from losstune.storage import quiet_experimental
 
     with quiet_experimental():
         return factory(**kwargs)

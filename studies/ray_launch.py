@@ -1,7 +1,8 @@
 """Ray for studies: connecting to a cluster, checking resources, and the worker tasks of
 ``losstune run --launcher ray``.
 
-Each worker is a Ray task that runs :func:`studies.runner.run_worker` (Optuna's ``optimize``
+Each worker is a Ray task that runs :func:`losstune.studies.runner.run_worker` (Optuna's
+``optimize``
 loop, one trial at a time, under the shared budget lock) against the study's RDB storage, so
 pruning, heartbeats, retries of stale trials and optuna-dashboard work as in a local run. The
 study file travels to the workers as a dict (``StudySpec.model_dump``) and is validated again
@@ -21,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import storage as storage_pkg
-from studies.launchers import LauncherError
-from studies.runner import StopFlag, run_worker
-from studies.secrets import scrub_text
-from studies.spec import StudySpec, parse_study
+import losstune.storage as storage_pkg
+from losstune.studies.launchers import LauncherError
+from losstune.studies.runner import StopFlag, run_worker
+from losstune.studies.secrets import scrub_text
+from losstune.studies.spec import StudySpec, parse_study
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,8 @@ def rebuild_spec(data: dict[str, Any]) -> StudySpec:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as the driver (studies.api) sets it
+    # the driver's CLI sets it
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     return parse_study(data, source="study file (in a Ray worker)")
 
 

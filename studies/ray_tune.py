@@ -7,13 +7,15 @@ What differs from ``--launcher ray`` (see docs/distributed.md):
 * Tune asks and tells Optuna from the driver. Optuna's heartbeat only runs inside
   ``optimize()``, so Tune trials have **no heartbeat**: they carry the user attribute
   ``tune_owner`` (driver host, pid and trial number), and ``losstune run`` fails the ones a dead
-  driver left RUNNING when it resumes the study (:func:`studies.runner.fail_stale_trials`).
+  driver left RUNNING when it resumes the study
+  (:func:`losstune.studies.runner.fail_stale_trials`).
 * Early stopping is Tune's scheduler (``ray.scheduler: asha``), not the study's Optuna pruner.
   Upstream ``OptunaSearch`` records a trial that ASHA stopped as COMPLETE with its early-epoch
   value (conventions §6); :class:`StudySearch` records it PRUNED, with the user attributes of
   its last result.
 * The budget is the same: :meth:`StudySearch.suggest` claims trials under
-  :func:`storage.budget_lock` while ``finished + running < n_trials``, and replaces failed ones.
+  :func:`losstune.storage.budget_lock` while ``finished + running < n_trials``, and replaces
+  failed ones.
 
 This module imports Ray at the top: it is imported only by ``TuneLauncher.launch()``.
 """
@@ -37,11 +39,11 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-import storage as storage_pkg
-from studies.launchers import LauncherError
-from studies.optuna_parts import make_sampler
-from studies.ray_launch import announce_plan, connect, rebuild_spec, spec_for_workers
-from studies.runner import (
+import losstune.storage as storage_pkg
+from losstune.studies.launchers import LauncherError
+from losstune.studies.optuna_parts import make_sampler
+from losstune.studies.ray_launch import announce_plan, connect, rebuild_spec, spec_for_workers
+from losstune.studies.runner import (
     TUNE_OWNER_ATTR,
     StopFlag,
     _fail_heartbeat_stale,
@@ -51,8 +53,8 @@ from studies.runner import (
     sampler_seed,
     started_trials,
 )
-from studies.secrets import scrub_text
-from studies.spec import StudySpec
+from losstune.studies.secrets import scrub_text
+from losstune.studies.spec import StudySpec
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +207,8 @@ class StudySearch(OptunaSearch):
 
 # ---------------------------------------------------------------------- workers: the trainable
 class TuneReporter:
-    """Adapts Tune to :class:`objectives.training.Reporter`: one ``tune.report`` per epoch,
+    """Adapts Tune to :class:`losstune.objectives.training.Reporter`: one ``tune.report`` per
+    epoch,
     carrying the trial's user attributes so far (so an ASHA-stopped trial keeps them)."""
 
     def __init__(self, metric: str) -> None:
@@ -213,7 +216,7 @@ class TuneReporter:
         self._attrs = "{}"
 
     def observe(self, partial: Any) -> None:
-        from objectives.objective import result_attributes
+        from losstune.objectives.objective import result_attributes
 
         self._attrs = json.dumps(result_attributes(partial))
 
@@ -239,8 +242,8 @@ def _setup(spec_data: dict[str, Any], url: str) -> tuple[StudySpec, Any, Any, di
 
 def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) -> None:
     """One Tune trial: build the config from the sampled values, train, report."""
-    from objectives.objective import config_attribute, result_attributes
-    from objectives.training import NonFiniteLossError, run_trial
+    from losstune.objectives.objective import config_attribute, result_attributes
+    from losstune.objectives.training import NonFiniteLossError, run_trial
 
     spec, storage, space, template = _setup(spec_data, url)
     values = dict(config)
@@ -272,13 +275,13 @@ def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) ->
 def max_epochs(spec: StudySpec) -> int:
     """The most epochs a trial of ``spec`` can train (ASHA's default ``max_t`` is this + 1:
     each epoch is one Tune iteration, the final result with test metrics one more)."""
-    from search_spaces.params import CategoricalDist, FixedDist, FloatDist, IntDist
+    from losstune.search_spaces.params import CategoricalDist, FixedDist, FloatDist, IntDist
 
     space = spec.compile_space()
     try:
         dist = space.get("train.epochs").dist
     except KeyError:
-        from objectives.config import TrainConfig
+        from losstune.objectives.config import TrainConfig
 
         return int(TrainConfig.model_fields["epochs"].default)
     if isinstance(dist, (IntDist, FloatDist)):

@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from studies.secrets import scrub_text
+from losstune.studies.secrets import scrub_text
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _per_loss_sections(study: optuna.Study, fig_dir: Path) -> list[Section]:
 
 
 def _best_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    from studies.confirm import top_trials
+    from losstune.studies.confirm import top_trials
 
     return top_trials(study, k)
 
@@ -225,8 +225,8 @@ def _confirm_section(study: optuna.Study, fig_dir: Path) -> Section | None:
     import matplotlib.pyplot as plt
     import plotly.graph_objects as go
 
-    from studies.confirm import stored_confirmation
-    from studies.optuna_parts import best_first
+    from losstune.studies.confirm import stored_confirmation
+    from losstune.studies.optuna_parts import best_first
 
     rows = best_first(list(stored_confirmation(study).values()),
                       lambda r: r.val_stats["mean"], study.directions[0].name)
@@ -357,8 +357,8 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
     import matplotlib
 
     matplotlib.use("Agg")
-    from storage import resolve_storage_url
-    from studies.api import get_study
+    from losstune.storage import resolve_storage_url
+    from losstune.studies.api import get_study
 
     out = Path(output)
     if out.exists() and not out.is_dir():

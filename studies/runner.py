@@ -2,7 +2,7 @@
 
 The budget (conventions §1): ``n_trials`` is the number of finished (COMPLETE + PRUNED) trials the
 study should hold. A worker starts a trial only while ``finished + running < n_trials``, checked
-and claimed under :func:`storage.budget_lock`, so any number of workers finish exactly
+and claimed under :func:`losstune.storage.budget_lock`, so any number of workers finish exactly
 ``n_trials``. FAIL trials do not count; the study stops after ``max_failures`` failed trials.
 """
 
@@ -25,9 +25,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-import storage as storage_pkg
-from studies.secrets import scrub_text
-from studies.spec import StudySpec
+import losstune.storage as storage_pkg
+from losstune.studies.secrets import scrub_text
+from losstune.studies.spec import StudySpec
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def open_storage(url: str, spec: StudySpec | None = None) -> Any:
 def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.Study, bool]:
     """Create the study (and enqueue its baseline trials) or load it, checking that the stored
     search space matches the file's. Returns ``(study, created)``."""
-    from studies.optuna_parts import make_pruner, make_sampler
+    from losstune.studies.optuna_parts import make_pruner, make_sampler
 
     space = spec.compile_space()
     storage = open_storage(url, spec)
@@ -183,7 +183,7 @@ def comparable_template(spec: StudySpec) -> dict[str, Any]:
 
 
 def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
-    from search_spaces import diff_spaces
+    from losstune.search_spaces import diff_spaces
 
     stored = study.user_attrs.get("space_fingerprint")
     if stored is None or stored == space.fingerprint():
@@ -434,11 +434,11 @@ def run_worker(
     for the other workers' RUNNING trials instead of leaving, since one of them may still fail
     (or go stale) and need a replacement; heartbeat-stale trials are failed (and retried) here.
     """
-    from objectives.objective import Objective
-    from studies.optuna_parts import make_pruner, make_sampler
+    from losstune.objectives.objective import Objective
+    from losstune.studies.optuna_parts import make_pruner, make_sampler
 
     if spec.plugins:
-        from objectives.plugins import import_plugin_modules
+        from losstune.objectives.plugins import import_plugin_modules
 
         import_plugin_modules(spec.plugins)
     stop = StopFlag() if stop is None else stop

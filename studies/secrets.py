@@ -19,7 +19,7 @@ MIN_BLIND_LENGTH = 8
 def scrub_text(text: str, *urls: str | None) -> str:
     """Mask passwords: in URLs (``user:***@``, ``?password=***``), after ``password:`` keys, and
     the passwords of ``urls`` wherever they stand as whole words (8 characters or more)."""
-    from storage import url_password
+    from losstune.storage import url_password
 
     out = _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
     out = _KEY_PASSWORD.sub(lambda m: m.group("head") + "***", out)

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from objectives.config import DataConfig, EncoderConfig
+from losstune.objectives.config import DataConfig, EncoderConfig
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
@@ -75,7 +75,7 @@ class TrainSection(_Strict):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        from objectives.config import TrainConfig
+        from losstune.objectives.config import TrainConfig
 
         return TrainConfig._check_device(value)
 
@@ -90,7 +90,7 @@ class EvalSection(_Strict):
     @classmethod
     def _check_groups(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
         if value is not None:
-            from objectives.metrics import ClassGroups
+            from losstune.objectives.metrics import ClassGroups
 
             ClassGroups(*value)  # head_min > tail_max >= 0, else a ValueError with the rule
         return value
@@ -169,11 +169,11 @@ class StudySpec(_Strict):
     @model_validator(mode="after")
     def _check_registries(self) -> StudySpec:
         _import_plugins(self.plugins)
-        from objectives.data import get_dataset_info
-        from objectives.data.registry import check_dataset_options
-        from objectives.encoders import get_encoder_class
-        from objectives.metrics import METRICS
-        from objectives.models import get_model_class
+        from losstune.objectives.data import get_dataset_info
+        from losstune.objectives.data.registry import check_dataset_options
+        from losstune.objectives.encoders import get_encoder_class
+        from losstune.objectives.metrics import METRICS
+        from losstune.objectives.models import get_model_class
 
         _lookup("data.name", get_dataset_info, self.data.name)
         try:
@@ -191,7 +191,7 @@ class StudySpec(_Strict):
                 f"grace_period={self.storage_options.grace_period}, "
                 f"heartbeat_interval={self.storage_options.heartbeat_interval}"
             )
-        from studies.optuna_parts import check_pruner, check_sampler
+        from losstune.studies.optuna_parts import check_pruner, check_sampler
 
         check_sampler(self.sampler.name, self.sampler.args, multi=self.is_multi_objective)
         check_pruner(self.pruner.name, self.pruner.args)
@@ -207,7 +207,7 @@ class StudySpec(_Strict):
         import optuna
         from pydantic import ValidationError
 
-        from studies.optuna_parts import make_pruner, make_sampler
+        from losstune.studies.optuna_parts import make_pruner, make_sampler
 
         for kind, build in (
             ("sampler", lambda: make_sampler(self.sampler.name, self.sampler.args, self.seed,
@@ -232,7 +232,7 @@ class StudySpec(_Strict):
                                  "invalid: " + "; ".join(lines)) from None
 
     def _check_enqueue(self, space: Any) -> None:
-        from search_spaces import FixedDist
+        from losstune.search_spaces import FixedDist
 
         names = set(space.names())
         for i, params in enumerate(self.enqueue):
@@ -251,9 +251,9 @@ class StudySpec(_Strict):
     def _check_model_contract(self) -> None:
         """Every loss this study can pick gets the outputs it needs from the head, and the
         head gets its input from the encoder (checked before anything touches storage)."""
-        from objectives.compat import IncompatibleConfigError, check_model_contract
-        from objectives.data import get_dataset_info
-        from objectives.losses import get_loss_class
+        from losstune.objectives.compat import IncompatibleConfigError, check_model_contract
+        from losstune.objectives.data import get_dataset_info
+        from losstune.objectives.losses import get_loss_class
 
         losses = [*self.loss.choices, *self.loss.auxiliary]
         try:
@@ -285,7 +285,7 @@ class StudySpec(_Strict):
 
     @property
     def directions(self) -> list[str]:
-        from objectives.metrics import metric_direction
+        from losstune.objectives.metrics import metric_direction
 
         return [m.direction or metric_direction(m.name) for m in self.metric_specs()]
 
@@ -293,8 +293,8 @@ class StudySpec(_Strict):
     def is_multi_objective(self) -> bool:
         return len(self.metric_specs()) > 1
 
-    def compile_space(self):  # noqa: ANN201 - search_spaces.SearchSpace
-        from search_spaces import SearchSpace
+    def compile_space(self):  # noqa: ANN201 - losstune.search_spaces.SearchSpace
+        from losstune.search_spaces import SearchSpace
 
         return SearchSpace.build(
             losses=list(self.loss.choices),
@@ -321,7 +321,7 @@ class StudySpec(_Strict):
 
 
 def _trial_config_model() -> type[BaseModel]:
-    from objectives.config import TrialConfig
+    from losstune.objectives.config import TrialConfig
 
     return TrialConfig
 
@@ -329,7 +329,7 @@ def _trial_config_model() -> type[BaseModel]:
 def _import_plugins(modules: list[str]) -> None:
     if not modules:
         return
-    from objectives.plugins import import_plugin_modules
+    from losstune.objectives.plugins import import_plugin_modules
 
     import_plugin_modules(modules)
 

@@ -1,13 +1,14 @@
 """Datasets: registry, loaders with fixed splits, and label statistics.
 
-Label statistics live in :mod:`objectives.data.stats` (imported on demand: it needs sklearn).
+Label statistics live in :mod:`losstune.objectives.data.stats` (imported on demand: it needs
+sklearn).
 """
 
 from __future__ import annotations
 
-from objectives.data import builtin as _builtin  # noqa: F401  (registers the built-ins)
-from objectives.data.base import SPLITS, Split, TextDataset
-from objectives.data.registry import (
+from losstune.objectives.data import builtin as _builtin  # noqa: F401  (registers the built-ins)
+from losstune.objectives.data.base import SPLITS, Split, TextDataset
+from losstune.objectives.data.registry import (
     DATASETS,
     DatasetError,
     DatasetInfo,

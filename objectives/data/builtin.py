@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from objectives.data import files, hierarchy, mr, orange, reuters21578, synthetic, trec
-from objectives.data.registry import DatasetInfo, RawDataset, register_dataset
+from losstune.objectives.data import files, hierarchy, mr, orange, reuters21578, synthetic, trec
+from losstune.objectives.data.registry import DatasetInfo, RawDataset, register_dataset
 
 
 def _orange(stem: str) -> RawDataset:

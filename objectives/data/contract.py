@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from objectives.data.base import SPLITS, TextDataset
-from objectives.losses.contract import Problem
+from losstune.objectives.data.base import SPLITS, TextDataset
+from losstune.objectives.losses.contract import Problem
 
 #: Largest share of a held-out split whose exact text also appears in train. Real corpora have
 #: a few duplicates (R8 val 2.2%, TREC test 1.8%); much more means the splits leak.
@@ -18,7 +18,7 @@ MAX_OVERLAP = 0.05
 
 def check_dataset(name: str, options: Mapping[str, Any] | None = None) -> list[Problem]:
     """Load dataset ``name`` with ``options`` and check its splits, labels and texts."""
-    from objectives.data.registry import get_dataset_info, load_dataset
+    from losstune.objectives.data.registry import get_dataset_info, load_dataset
 
     problems: list[Problem] = []
     try:

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from objectives.data.base import Split
-from objectives.data.registry import DEFAULT_SPLIT_SEED, DatasetError, RawDataset
-from objectives.data.splits import split_off
+from losstune.objectives.data.base import Split
+from losstune.objectives.data.registry import DEFAULT_SPLIT_SEED, DatasetError, RawDataset
+from losstune.objectives.data.splits import split_off
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from objectives.data.base import Split
-from objectives.data.registry import DEFAULT_SPLIT_SEED, RawDataset
-from objectives.data.splits import split_off
+from losstune.objectives.data.base import Split
+from losstune.objectives.data.registry import DEFAULT_SPLIT_SEED, RawDataset
+from losstune.objectives.data.splits import split_off
 
 
 def prefix_closure(class_names: tuple[str, ...], sep: str = ".") -> tuple[str, ...]:
@@ -48,7 +48,7 @@ def expand(split: Split, matrix: np.ndarray) -> Split:
 
 
 def load_20ng_hierarchical(val_fraction: float = 0.1) -> RawDataset:
-    from objectives.data.orange import load_orange_pair
+    from losstune.objectives.data.orange import load_orange_pair
 
     leaves, train, test = load_orange_pair("20newsgroups")
     train, val = split_off(train, val_fraction, DEFAULT_SPLIT_SEED)

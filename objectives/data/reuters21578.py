@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from objectives.data.base import Split
-from objectives.data.registry import DatasetError, RawDataset
+from losstune.objectives.data.base import Split
+from losstune.objectives.data.registry import DatasetError, RawDataset
 
 _DOC = re.compile(r"<REUTERS([^>]*)>(.*?)</REUTERS>", re.S)
 _ATTR = re.compile(r'([A-Z]+)="([^"]*)"')

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from objectives.data.base import Split
+from losstune.objectives.data.base import Split
 
 
 def _strata(labels: np.ndarray) -> np.ndarray:

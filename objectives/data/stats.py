@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from objectives.data.base import SPLITS, TextDataset
-from objectives.metrics import GROUPS, ClassGroups
+from losstune.objectives.data.base import SPLITS, TextDataset
+from losstune.objectives.metrics import GROUPS, ClassGroups
 
 
 @dataclass(frozen=True)

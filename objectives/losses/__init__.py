@@ -2,7 +2,7 @@
 
 Adding a loss: write ``objectives/losses/<name>.py`` (a :class:`BaseLoss` subclass with a
 docstring, typed keyword-only knobs, ``compute`` and ``forward``), add one line to ``LOSSES``,
-one entry to ``search_spaces.losses.LOSS_SPACES`` and a test module; the contract test
+one entry to ``losstune.search_spaces.losses.LOSS_SPACES`` and a test module; the contract test
 (``tests/objectives_tests/losses_tests/test_loss_contract.py``) says which step is missing.
 """
 
@@ -12,8 +12,8 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from objectives.data.registry import unknown_name_message
-from objectives.losses.balanced import (
+from losstune.objectives.data.registry import unknown_name_message
+from losstune.objectives.losses.balanced import (
     BCELoss,
     CBNTRLoss,
     ClassBalancedLoss,
@@ -24,14 +24,14 @@ from objectives.losses.balanced import (
     RebalancedFocalLoss,
     balanced_bce,
 )
-from objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
-from objectives.losses.ce import CrossEntropyLoss
-from objectives.losses.g_loss import GLoss
-from objectives.losses.latent_guidance import LatentGuidanceLoss
-from objectives.losses.metric_learning import ArcFaceLoss, TripletLoss
-from objectives.losses.overlap import DiceLoss, TverskyLoss
-from objectives.losses.space import SpaceLoss
-from objectives.losses.weighted_sum import WeightedSum, term_names
+from losstune.objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
+from losstune.objectives.losses.ce import CrossEntropyLoss
+from losstune.objectives.losses.g_loss import GLoss
+from losstune.objectives.losses.latent_guidance import LatentGuidanceLoss
+from losstune.objectives.losses.metric_learning import ArcFaceLoss, TripletLoss
+from losstune.objectives.losses.overlap import DiceLoss, TverskyLoss
+from losstune.objectives.losses.space import SpaceLoss
+from losstune.objectives.losses.weighted_sum import WeightedSum, term_names
 
 LOSSES: dict[str, type[BaseLoss]] = {
     "ce": CrossEntropyLoss,
@@ -55,7 +55,7 @@ LOSSES: dict[str, type[BaseLoss]] = {
 
 def get_loss_class(name: str) -> type[BaseLoss]:
     """The registered loss class, with an error that lists the valid names."""
-    from objectives.plugins import load_entry_point_plugins
+    from losstune.objectives.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
     if name not in LOSSES:
@@ -66,7 +66,7 @@ def get_loss_class(name: str) -> type[BaseLoss]:
 def register_loss(cls: type[BaseLoss], *, overwrite: bool = False) -> type[BaseLoss]:
     """Add a loss class to the registry under ``cls.name`` (plugins call this)."""
     if not isinstance(cls, type) or not issubclass(cls, BaseLoss):
-        raise TypeError(f"{cls!r} is not a subclass of objectives.losses.BaseLoss")
+        raise TypeError(f"{cls!r} is not a subclass of losstune.objectives.losses.BaseLoss")
     name = getattr(cls, "name", "")
     if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
         raise ValueError(

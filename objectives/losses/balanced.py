@@ -4,7 +4,7 @@ Every member is one computation,
 
     L = loss_weight * mean_{b,c} [ m_bc * w'_bc * BCE(z'_bc, y_bc) ]
 
-assembled from three optional parts (:mod:`objectives.losses.parts`):
+assembled from three optional parts (:mod:`losstune.objectives.losses.parts`):
 
 * weighting ``w``: class-balanced ``(1-beta)/(1-beta**n_c)`` or rebalanced
   ``alpha + sigmoid(beta * (r_bc - mu))``;
@@ -49,15 +49,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from objectives.losses.base import BaseLoss, Batch, check
-from objectives.losses.parts import (
+from losstune.objectives.losses.base import BaseLoss, Batch, check
+from losstune.objectives.losses.parts import (
     class_balanced_weight,
     focal_factor,
     init_bias_from_counts,
     negative_tolerant,
     rebalanced_weight,
 )
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 def balanced_bce(

@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from objectives._checks import check  # noqa: F401 - re-exported for loss modules
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives._checks import check  # noqa: F401 - re-exported for loss modules
+from losstune.objectives.models.outputs import ModelOutputs
 
 #: Constructor arguments filled from the training data, never searched or exported as knobs.
 CONTEXT_ARGS = frozenset({"num_classes", "embedding_dim", "class_counts", "num_train"})

@@ -4,7 +4,8 @@
 constructor defaults and argument checks, finite values and gradients on random outputs of the
 fields the loss declares in ``requires`` (a normal batch, a batch of one, a class without
 positives), and the ``get_config_dict`` round trip. The search-space part (a ``LOSS_SPACES``
-entry, sampling knobs from a real Optuna trial) lives in :mod:`search_spaces.contract`, whose
+entry, sampling knobs from a real Optuna trial) lives in :mod:`losstune.search_spaces.contract`,
+whose
 ``check_loss_contract`` calls this one; tests and ``losstune check-loss`` use that.
 """
 
@@ -23,8 +24,8 @@ from typing import Any, Literal, get_args, get_origin
 
 import torch
 
-from objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
-from objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from losstune.objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
+from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
 
 #: Outputs whose random stand-ins take gradients (the others are data or a frozen teacher).
 _TRAINABLE_OUTPUTS = frozenset(
@@ -159,7 +160,7 @@ def check_loss_class(
         problems.append(Problem(str(name), step, message))
 
     if not (isinstance(cls, type) and issubclass(cls, BaseLoss)):
-        add("registry", f"{cls!r} is not a subclass of objectives.losses.BaseLoss")
+        add("registry", f"{cls!r} is not a subclass of losstune.objectives.losses.BaseLoss")
         return problems
     _check_attributes(cls, add)
     knobs = cls.hyperparameters()

@@ -8,8 +8,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from objectives.losses.base import BaseLoss, Batch, check
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.losses.base import BaseLoss, Batch, check
+from losstune.objectives.models.outputs import ModelOutputs
 
 Variant = Literal["paper", "faithful"]
 _TINY = 1e-300

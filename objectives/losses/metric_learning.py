@@ -21,8 +21,8 @@ from typing import Literal
 import torch
 from pytorch_metric_learning import distances, losses, miners
 
-from objectives.losses.base import BaseLoss, Batch, check
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.losses.base import BaseLoss, Batch, check
+from losstune.objectives.models.outputs import ModelOutputs
 
 Miner = Literal["batch_hard", "semi_hard", "all"]
 Distance = Literal["squared_l2", "l2", "cosine"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from objectives.losses.base import BaseLoss, Batch, check
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.losses.base import BaseLoss, Batch, check
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 def soft_counts(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from objectives.losses.base import BaseLoss, Batch, check
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.losses.base import BaseLoss, Batch, check
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 def _masked_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from objectives.losses.base import BaseLoss, Batch, check
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.losses.base import BaseLoss, Batch, check
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 def term_names(loss: BaseLoss) -> list[str]:

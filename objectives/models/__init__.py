@@ -6,13 +6,13 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from objectives.data.registry import unknown_name_message
-from objectives.models.heads import BaseHead, LinearHead, MLPHead
-from objectives.models.latentg import DualTextCNNHead, LatentGStudentHead
-from objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
-from objectives.models.projection import ProjectionHead
-from objectives.models.sequence import BiRNNHead, TextCNNHead
-from objectives.models.space import SpaceHead
+from losstune.objectives.data.registry import unknown_name_message
+from losstune.objectives.models.heads import BaseHead, LinearHead, MLPHead
+from losstune.objectives.models.latentg import DualTextCNNHead, LatentGStudentHead
+from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from losstune.objectives.models.projection import ProjectionHead
+from losstune.objectives.models.sequence import BiRNNHead, TextCNNHead
+from losstune.objectives.models.space import SpaceHead
 
 #: Constructor arguments filled from the data, never searched.
 HEAD_CONTEXT_ARGS = frozenset(
@@ -32,7 +32,7 @@ MODELS: dict[str, type[BaseHead]] = {
 
 
 def get_model_class(name: str) -> type[BaseHead]:
-    from objectives.plugins import load_entry_point_plugins
+    from losstune.objectives.plugins import load_entry_point_plugins
 
     load_entry_point_plugins()
     if name not in MODELS:
@@ -63,7 +63,7 @@ def build_model(name: str, params: Mapping[str, Any], context: Mapping[str, Any]
 
 def register_model(cls: type[BaseHead], *, overwrite: bool = False) -> type[BaseHead]:
     if not isinstance(cls, type) or not issubclass(cls, BaseHead):
-        raise TypeError(f"{cls!r} is not a subclass of objectives.models.BaseHead")
+        raise TypeError(f"{cls!r} is not a subclass of losstune.objectives.models.BaseHead")
     name = getattr(cls, "name", "")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"model class {cls.__qualname__} must declare a `name`, got {name!r}")

@@ -1,6 +1,6 @@
 """What every model head (built-in or plugin) must satisfy, checked on random inputs.
 
-``check_model_class(cls)`` returns a list of :class:`~objectives.losses.contract.Problem`
+``check_model_class(cls)`` returns a list of :class:`~losstune.objectives.losses.contract.Problem`
 (empty: the head passes). It is what ``losstune check-model`` and the project's own tests run.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from objectives.losses.contract import Problem
-from objectives.models.heads import BaseHead
-from objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from losstune.objectives.losses.contract import Problem
+from losstune.objectives.models.heads import BaseHead
+from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
 
 #: Input kinds a head may read, and the cached encoder outputs each one means.
 INPUT_KINDS = ("embeddings", "token_states", "token_ids")
@@ -84,7 +84,7 @@ def check_model_class(cls: type[BaseHead], *, shapes: ModelShapes | None = None,
         space: its default search space (``MODEL_SPACES[name]``), checked against its knobs.
         seed: seed of the random inputs.
     """
-    from objectives.models import HEAD_CONTEXT_ARGS, model_hyperparameters
+    from losstune.objectives.models import HEAD_CONTEXT_ARGS, model_hyperparameters
 
     shapes = shapes or ModelShapes()
     name = str(getattr(cls, "name", "") or getattr(cls, "__qualname__", repr(cls)))
@@ -94,7 +94,7 @@ def check_model_class(cls: type[BaseHead], *, shapes: ModelShapes | None = None,
         problems.append(Problem(name, step, message))
 
     if not (isinstance(cls, type) and issubclass(cls, BaseHead)):
-        add("registry", f"{cls!r} is not a subclass of objectives.models.BaseHead")
+        add("registry", f"{cls!r} is not a subclass of losstune.objectives.models.BaseHead")
         return problems
     if not name.isidentifier():
         add("registry", f"`name` must be an identifier, got {name!r}")

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from objectives.models.heads import BaseHead
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.models.heads import BaseHead
+from losstune.objectives.models.outputs import ModelOutputs
 
 #: Texts per transformer call when scoring a whole split without gradients.
 EVAL_CHUNK = 128
@@ -41,7 +41,7 @@ class FineTunedEncoder(nn.Module):
     def __init__(self, head: BaseHead, transformer: Any | None = None) -> None:
         super().__init__()
         if transformer is None:
-            from objectives.encoders.minilm import load_trainable_minilm
+            from losstune.objectives.encoders.minilm import load_trainable_minilm
 
             transformer = load_trainable_minilm()
         self.transformer = transformer

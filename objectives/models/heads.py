@@ -7,8 +7,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from objectives._checks import check
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives._checks import check
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 class BaseHead(nn.Module):

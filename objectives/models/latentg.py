@@ -17,7 +17,8 @@ Registered heads:
   width ``teacher_width`` and the student's ``latent_dim``) is trained once per (dataset, encoder,
   teacher settings) with ``CE + teacher_recon_weight * MSE`` and selected on the validation
   split; its latents and logits for every document are cached on disk by row
-  (:mod:`objectives.models.teacher`) and reach the student's outputs as ``teacher_latents`` and
+  (:mod:`losstune.objectives.models.teacher`) and reach the student's outputs as
+  ``teacher_latents`` and
   ``teacher_logits``, sliced by the batch's row numbers (never by batch position).
 """
 
@@ -28,9 +29,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from objectives._checks import check
-from objectives.models.heads import BaseHead
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives._checks import check
+from losstune.objectives.models.heads import BaseHead
+from losstune.objectives.models.outputs import ModelOutputs
 
 #: Smallest input width the three unpadded conv blocks can read (36 -> 16 -> 6 -> 1).
 MIN_IN_DIM = 36
@@ -191,12 +192,12 @@ class LatentGStudentHead(DualTextCNNHead):
 
     @classmethod
     def extra_inputs(cls, config: Any, data: Any) -> dict[str, dict[str, torch.Tensor]]:
-        from objectives.models.teacher import teacher_inputs
+        from losstune.objectives.models.teacher import teacher_inputs
 
         return teacher_inputs(config, data)
 
 
 def teacher_settings(**values: Any) -> Any:
-    from objectives.models.teacher import TeacherSettings
+    from losstune.objectives.models.teacher import TeacherSettings
 
     return TeacherSettings(**values)

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from objectives._checks import check
-from objectives.models.heads import BaseHead
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives._checks import check
+from losstune.objectives.models.heads import BaseHead
+from losstune.objectives.models.outputs import ModelOutputs
 
 _ACTIVATIONS = {"none": nn.Identity, "tanh": nn.Tanh, "relu": nn.ReLU}
 

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from objectives._checks import check
-from objectives.models.heads import BaseHead
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives._checks import check
+from losstune.objectives.models.heads import BaseHead
+from losstune.objectives.models.outputs import ModelOutputs
 
 EmbeddingMode = Literal["frozen", "tuned", "learned"]
 

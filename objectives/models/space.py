@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from objectives._checks import check
-from objectives.models.heads import BaseHead
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives._checks import check
+from losstune.objectives.models.heads import BaseHead
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 def masked_token_mean(activations: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

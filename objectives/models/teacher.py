@@ -6,7 +6,7 @@ Pipeline (seed_losses.md §1.4, with upstream pitfalls 6 and 8 fixed):
    ``CE(logits, y) + recon_weight * MSE(reconstruction, x)``; the epoch with the lowest
    **validation** loss is kept (upstream selected on the test set);
 2. in eval mode it scores every document of every split in file order, and its latents and
-   logits are stored in the on-disk cache (:mod:`objectives.cache`) as ``(n, Z)`` and
+   logits are stored in the on-disk cache (:mod:`losstune.objectives.cache`) as ``(n, Z)`` and
    ``(n, C)`` arrays whose row ``i`` is document ``i`` of the split;
 3. the student's batches slice those arrays with the same row numbers as their inputs
    (``Batch.index``), so shuffling, batch size and ``drop_last`` cannot misalign them
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from objectives._checks import check
-from objectives.cache import cached_arrays
-from objectives.features import device_kind
+from losstune.objectives._checks import check
+from losstune.objectives.cache import cached_arrays
+from losstune.objectives.features import device_kind
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class TeacherSettings:
     def from_model_params(cls, params: dict[str, Any]) -> TeacherSettings:
         """Settings from a ``latentg_student``'s ``model.params`` (constructor defaults fill
         the rest)."""
-        from objectives.models.latentg import LatentGStudentHead
+        from losstune.objectives.models.latentg import LatentGStudentHead
 
         sig = inspect.signature(LatentGStudentHead.__init__).parameters
         value = {n: params.get(n, p.default) for n, p in sig.items()
@@ -116,7 +116,7 @@ def train_teacher(
     """Train a DualTextCNN teacher; returns the model at its best validation epoch and info
     (``val_loss``, ``best_epoch``, ``val_accuracy``, ``val_loss_curve``). The test split is
     never read."""
-    from objectives.models.latentg import DualTextCNN
+    from losstune.objectives.models.latentg import DualTextCNN
 
     torch.manual_seed(settings.seed)
     x = {s: inputs[s].float().to(device) for s in ("train", "val")}
@@ -190,7 +190,7 @@ def teacher_outputs(config: Any, data: Any) -> dict[str, np.ndarray]:
             f"data; dataset {data.dataset.name!r} is multi-label"
         )
     settings = TeacherSettings.from_model_params(dict(config.model.params))
-    from objectives.training import resolve_device
+    from losstune.objectives.training import resolve_device
 
     device = resolve_device(config.train.device)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from objectives import cache
-from objectives.config import EncoderConfig
-from objectives.data import load_dataset
-from objectives.features import encoder_outputs
+from losstune.objectives import cache
+from losstune.objectives.config import EncoderConfig
+from losstune.objectives.data import load_dataset
+from losstune.objectives.features import encoder_outputs
 
 
 def test_second_call_reads_from_disk_without_recomputing(tmp_path: Path) -> None:

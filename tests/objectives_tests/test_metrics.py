@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from objectives.metrics import ClassGroups, classification_metrics, group_metric_names, predict
+from losstune.objectives.metrics import (
+    ClassGroups,
+    classification_metrics,
+    group_metric_names,
+    predict,
+)
 
 
 def test_single_label_by_hand_and_against_sklearn() -> None:

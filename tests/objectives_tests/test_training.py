@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from objectives.config import (
+from losstune.objectives.config import (
     DataConfig,
     EncoderConfig,
     EvalConfig,
@@ -14,7 +14,7 @@ from objectives.config import (
     TrainConfig,
     TrialConfig,
 )
-from objectives.training import run_trial
+from losstune.objectives.training import run_trial
 
 
 def config(**kw: object) -> TrialConfig:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from objectives.losses import BaseLoss, Batch, register_loss
-from objectives.models.outputs import ModelOutputs
-from search_spaces import CategoricalDist, register_loss_space
+from losstune.objectives.losses import BaseLoss, Batch, register_loss
+from losstune.objectives.models.outputs import ModelOutputs
+from losstune.search_spaces import CategoricalDist, register_loss_space
 
 
 class FaultyLoss(BaseLoss):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search_spaces import FixedDist, FloatDist, SearchSpace, SpaceError, diff_spaces
+from losstune.search_spaces import FixedDist, FloatDist, SearchSpace, SpaceError, diff_spaces
 
 TEMPLATE = {"data": {"name": "synthetic"}, "encoder": {"name": "hashing"},
             "train": {"seed": 3, "threads": 1}}

@@ -54,7 +54,7 @@ def unique_name(prefix: str = "lt") -> str:
 
 
 def delete_study(name: str, url: str) -> None:
-    from storage import get_storage
+    from losstune.storage import get_storage
 
     try:
         optuna.delete_study(study_name=name, storage=get_storage(url))

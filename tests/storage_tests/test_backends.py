@@ -12,8 +12,8 @@ import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-import storage as storage_pkg
-from studies import api
+import losstune.storage as storage_pkg
+from losstune.studies import api
 from tests.conftest import tiny_study
 from tests.storage_tests.servers import (
     require_mysql,

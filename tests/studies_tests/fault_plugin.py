@@ -14,9 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from objectives.losses import LOSSES, BaseLoss, Batch, register_loss
-from objectives.models.outputs import ModelOutputs
-from search_spaces import CategoricalDist, FloatDist, register_loss_space
+from losstune.objectives.losses import LOSSES, BaseLoss, Batch, register_loss
+from losstune.objectives.models.outputs import ModelOutputs
+from losstune.search_spaces import CategoricalDist, FloatDist, register_loss_space
 
 
 class ProbeLoss(BaseLoss):

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from studies.cli import cli
+from losstune.studies.cli import cli
 from tests.conftest import tiny_study
 
 

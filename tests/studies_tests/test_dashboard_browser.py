@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from studies import api
+from losstune.studies import api
 from tests.conftest import REPO, chromium_paths, require, tiny_study
 
 pytestmark = pytest.mark.browser
@@ -51,7 +51,7 @@ def test_dashboard_shows_study_metric_and_trial_attributes(sqlite_url: str) -> N
     api.run_study(spec, study_text=text, storage=sqlite_url, progress=False)
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "studies.cli", "dashboard", "--storage", sqlite_url,
+        [sys.executable, "-m", "losstune.studies.cli", "dashboard", "--storage", sqlite_url,
          "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     artifacts = Path(os.environ.get("LOSSTUNE_ARTIFACTS", REPO / "artifacts"))
@@ -92,7 +92,7 @@ def test_dashboard_shows_study_metric_and_trial_attributes(sqlite_url: str) -> N
 def test_dashboard_binds_localhost_and_warns_for_other_hosts(sqlite_url: str) -> None:
     from click.testing import CliRunner
 
-    from studies.cli import cli
+    from losstune.studies.cli import cli
 
     spec, text = api.study_from_dict(tiny_study(n_trials=1))
     api.run_study(spec, study_text=text, storage=sqlite_url, progress=False)
@@ -100,7 +100,7 @@ def test_dashboard_binds_localhost_and_warns_for_other_hosts(sqlite_url: str) ->
     assert "127.0.0.1" in help_text
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "studies.cli", "dashboard", "--storage", sqlite_url,
+        [sys.executable, "-m", "losstune.studies.cli", "dashboard", "--storage", sqlite_url,
          "--host", "0.0.0.0", "--port", str(port)], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:

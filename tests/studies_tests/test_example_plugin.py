@@ -41,8 +41,8 @@ def tiny_example(tmp_path: Path, **extra: object) -> Path:
 
 
 def fresh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "studies.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=900)
+    return subprocess.run([sys.executable, "-m", "losstune.studies.cli", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=900)
 
 
 def test_example_plugin_study_runs_locally(installed_plugin: None, tmp_path: Path) -> None:

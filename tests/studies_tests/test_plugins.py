@@ -12,9 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from studies import api
-from studies.cli import cli
-from studies.spec import StudyFileError
+from losstune.studies import api
+from losstune.studies.cli import cli
+from losstune.studies.spec import StudyFileError
 from tests.conftest import REPO, tiny_study
 
 
@@ -54,8 +54,8 @@ LOSS_HEADER = """
     from __future__ import annotations
     import torch
     import torch.nn.functional as F
-    from objectives.losses import BaseLoss, register_loss
-    from search_spaces import FloatDist, register_loss_space
+    from losstune.objectives.losses import BaseLoss, register_loss
+    from losstune.search_spaces import FloatDist, register_loss_space
 """
 
 
@@ -99,8 +99,8 @@ def _loss_class(name: str, extra: str = "") -> str:
         ("raise RuntimeError('boom at import')\n", "raised on import: RuntimeError: boom"),
         (_loss_class("") + "\nregister_loss(PluginLoss)\n", "must declare a snake_case `name`"),
         (_loss_class("ce") + "\nregister_loss(PluginLoss)\n", "'ce' is already registered"),
-        ("from objectives.losses import register_loss\nclass NotALoss: name = 'x'\n"
-         "register_loss(NotALoss)\n", "is not a subclass of objectives.losses.BaseLoss"),
+        ("from losstune.objectives.losses import register_loss\nclass NotALoss: name = 'x'\n"
+         "register_loss(NotALoss)\n", "is not a subclass of losstune.objectives.losses.BaseLoss"),
     ],
 )
 def test_bad_plugin_modules_give_one_message_and_write_nothing(
@@ -161,7 +161,7 @@ def test_plugin_loss_with_a_declared_knob_runs_exports_and_replays(sqlite_url: s
     assert any(s["module"] == "tests.plugins.scaled_ce" and "loss:scaled_ce" in s["provides"]
                for s in sources)
     # a fresh process imports the plugin back from the config's `plugins:` list only
-    out = subprocess.run([sys.executable, "-m", "studies.cli", "train", str(path)],
+    out = subprocess.run([sys.executable, "-m", "losstune.studies.cli", "train", str(path)],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "reproduced" in out.stdout
@@ -202,7 +202,9 @@ def test_notebook_api_round_trip(sqlite_url: str, tmp_path: Path) -> None:
     best = df.loc[df["macro_f1"].idxmax()]
     path, doc = api.export_trial("nb", tmp_path / "nb.yaml", storage=sqlite_url)
     assert doc["provenance"]["trial"] == int(best["number"])
-    config, provenance = __import__("studies.export", fromlist=["x"]).read_config_file(path)
+    from losstune.studies.export import read_config_file
+
+    config, provenance = read_config_file(path)
     report = api.train_config(config, provenance=provenance)
     assert report.reproduced is True
     assert report.runs[0]["value"] == pytest.approx(best["macro_f1"])

@@ -11,16 +11,16 @@ import optuna
 import pytest
 import yaml
 
-from objectives import cache
-from studies import api
-from studies.spec import load_study_file
+from losstune.objectives import cache
+from losstune.studies import api
+from losstune.studies.spec import load_study_file
 from tests.conftest import R8_SMALL, r8_small_study
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_r8_subset_is_stratified_and_fixed() -> None:
-    from objectives.data import load_dataset
+    from losstune.objectives.data import load_dataset
 
     ds = load_dataset("r8", R8_SMALL["options"])
     assert (len(ds.train), len(ds.val), len(ds.test)) == (240, 80, 80)
@@ -53,7 +53,7 @@ def test_second_run_does_not_re_encode(sqlite_url: str) -> None:
     spec, text = api.study_from_dict(r8_small_study(n_trials=1, name="r8_again"))
     api.run_study(spec, study_text=text, storage=sqlite_url, progress=False)
     cache.clear_memory()
-    from objectives import training
+    from losstune.objectives import training
 
     training._prepared.clear()
     misses = cache.STATS.misses

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from storage import get_storage
+from losstune.storage import get_storage
 from tests.conftest import require, tiny_study
 from tests.storage_tests.servers import require_postgres, study_cleanup, unique_name
 from tests.studies_tests.ray_helpers import REPO, pids_using, stop_leftovers, subprocess_env
@@ -89,8 +89,8 @@ def _shutdown_ray() -> None:
 
 def test_a_local_run_is_not_captured_by_ray_address(head: tuple[str, str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from studies import api
-    from studies.ray_launch import connect
+    from losstune.studies import api
+    from losstune.studies.ray_launch import connect
 
     address, _ = head
     _shutdown_ray()
@@ -110,7 +110,7 @@ def test_address_joins_the_cluster_and_the_password_stays_out_of_ray_files(
 
     from rich.console import Console
 
-    from studies import api
+    from losstune.studies import api
 
     address, temp_dir = head
     _shutdown_ray()

@@ -19,9 +19,9 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from rich.console import Console
 
-from studies import api
-from studies.launchers import LAUNCHERS, LauncherError, RayLauncher
-from studies.ray_launch import RayCluster, plan_resources, rebuild_spec, spec_for_workers
+from losstune.studies import api
+from losstune.studies.launchers import LAUNCHERS, LauncherError, RayLauncher
+from losstune.studies.ray_launch import RayCluster, plan_resources, rebuild_spec, spec_for_workers
 from tests.conftest import tiny_study
 from tests.storage_tests.servers import require_postgres, study_cleanup, unique_name
 from tests.studies_tests.ray_helpers import local_ray, probe_study
@@ -42,7 +42,7 @@ def run(study: dict[str, Any], url: str, **kw: Any) -> api.RunSummary:
 
 
 def trials_of(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
-    from storage import get_storage
+    from losstune.storage import get_storage
 
     return optuna.load_study(study_name=name, storage=get_storage(url)).trials
 
@@ -50,7 +50,7 @@ def trials_of(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
 def create(study: dict[str, Any], url: str) -> None:
     """Create the study before a run starts in another thread (that thread and this one's
     polling must not both create the tables of a fresh SQLite file)."""
-    from studies.runner import create_or_load
+    from losstune.studies.runner import create_or_load
 
     spec, text = api.study_from_dict(study)
     create_or_load(spec, text, url)
@@ -66,8 +66,8 @@ def test_ray_launchers_are_registered_and_import_ray_lazily() -> None:
     import ast
     import inspect
 
-    import studies.launchers as launchers_module
-    import studies.ray_launch as ray_launch_module
+    import losstune.studies.launchers as launchers_module
+    import losstune.studies.ray_launch as ray_launch_module
 
     for module in (launchers_module, ray_launch_module):
         tree = ast.parse(inspect.getsource(module))
@@ -123,7 +123,7 @@ def test_launcher_misuse_exits_2_with_a_message(args: list[str], message: str,
     import yaml
     from click.testing import CliRunner
 
-    from studies.cli import cli
+    from losstune.studies.cli import cli
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(tiny_study(name="misuse")))
@@ -140,7 +140,7 @@ def test_gpu_study_on_a_machine_without_gpus_exits_2_with_a_message(
     import yaml
     from click.testing import CliRunner
 
-    from studies.cli import cli
+    from losstune.studies.cli import cli
 
     path = tmp_path / "gpu.yaml"
     path.write_text(yaml.safe_dump(tiny_study(name="gpu", ray={"num_gpus": 1})))
@@ -276,8 +276,8 @@ def _warm_worker_processes(ray: Any, n: int) -> None:
     launcher's ``n`` tasks start together (idle workers are reused)."""
 
     def warm() -> int:
-        import objectives.training  # noqa: F401
-        import studies.runner  # noqa: F401
+        import losstune.objectives.training  # noqa: F401
+        import losstune.studies.runner  # noqa: F401
         import tests.studies_tests.fault_plugin  # noqa: F401
 
         time.sleep(1.0)  # hold the process, so that the n tasks get n processes

@@ -13,7 +13,7 @@ import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from storage import get_storage
+from losstune.storage import get_storage
 from tests.studies_tests.ray_helpers import (
     REPO,
     probe_study,

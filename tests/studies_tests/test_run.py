@@ -6,8 +6,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from studies import api
-from studies.runner import StudyMismatchError
+from losstune.studies import api
+from losstune.studies.runner import StudyMismatchError
 from tests.conftest import tiny_study
 
 
@@ -114,10 +114,10 @@ def test_changed_space_is_refused_with_a_diff_and_new_name(sqlite_url: str) -> N
 
 
 def test_stop_flag_finishes_current_trial_and_leaves_study_consistent(sqlite_url: str) -> None:
-    from studies.runner import StopFlag, run_worker
+    from losstune.studies.runner import StopFlag, run_worker
 
     spec, text = api.study_from_dict(tiny_study(n_trials=5))
-    from studies.runner import create_or_load
+    from losstune.studies.runner import create_or_load
 
     create_or_load(spec, text, sqlite_url)
     stop = StopFlag()
@@ -188,7 +188,7 @@ def test_failures_of_earlier_runs_do_not_stop_a_new_run(sqlite_url: str,
 
 def test_a_failure_while_building_the_config_counts_against_max_failures(
         sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from objectives.objective import Objective
+    from losstune.objectives.objective import Objective
 
     def broken(self: Objective, trial: optuna.Trial) -> None:
         raise RuntimeError("config cannot be built")

@@ -21,10 +21,10 @@ import json, os, sys, time
 from pathlib import Path
 start, marker, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 import numpy as np
-from objectives import cache
+from losstune.objectives import cache
 if mode == "real":
-    from objectives.config import TrialConfig
-    from objectives.training import prepare_data
+    from losstune.objectives.config import TrialConfig
+    from losstune.objectives.training import prepare_data
     from tests.conftest import tiny_study
 while not start.exists():
     time.sleep(0.01)

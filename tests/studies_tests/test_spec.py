@@ -8,8 +8,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from studies.cli import cli
-from studies.spec import StudyFileError, load_study_file, parse_study
+from losstune.studies.cli import cli
+from losstune.studies.spec import StudyFileError, load_study_file, parse_study
 from tests.conftest import tiny_study
 
 

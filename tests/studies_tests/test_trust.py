@@ -11,9 +11,9 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from studies import api
-from studies.cli import cli
-from studies.confirm import CONFIRM_SUFFIX, confirm_study, stored_confirmation
+from losstune.studies import api
+from losstune.studies.cli import cli
+from losstune.studies.confirm import CONFIRM_SUFFIX, confirm_study, stored_confirmation
 from tests.conftest import tiny_study
 
 
@@ -133,7 +133,7 @@ def test_report_writes_html_and_pngs(tiny_done: str, tmp_path: Path) -> None:
 
 
 def test_per_loss_slice_keeps_conditional_knobs(tiny_done: str) -> None:
-    from studies.report import loss_substudy
+    from losstune.studies.report import loss_substudy
 
     study = optuna.load_study(study_name="tiny", storage=tiny_done)
     chosen = {t.params["loss.name"] for t in study.trials}
@@ -174,7 +174,7 @@ def test_storage_password_never_stored_exported_or_reported(sqlite_url: str,
     assert SECRET not in blob and "***" in st.user_attrs["study_file"]
     path, _ = api.export_trial("tiny", tmp_path / "e.yaml", storage=sqlite_url)
     assert SECRET not in path.read_text()
-    from studies.report import write_report
+    from losstune.studies.report import write_report
 
     index = write_report("tiny", tmp_path / "rep", storage=sqlite_url)
     assert SECRET not in index.read_text()

@@ -20,10 +20,10 @@ import yaml
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from storage import get_storage
-from studies import api
-from studies.launchers import LauncherError
-from studies.runner import TUNE_OWNER_ATTR, create_or_load, fail_stale_trials
+from losstune.storage import get_storage
+from losstune.studies import api
+from losstune.studies.launchers import LauncherError
+from losstune.studies.runner import TUNE_OWNER_ATTR, create_or_load, fail_stale_trials
 from tests.conftest import require, tiny_study
 from tests.studies_tests.ray_helpers import (
     REPO,
@@ -99,7 +99,7 @@ def test_scheduler_settings_are_checked() -> None:
     import importlib.util
 
     require(importlib.util.find_spec("ray") is not None, "Ray (the 'ray' extra)")
-    from studies.ray_tune import make_scheduler, max_epochs
+    from losstune.studies.ray_tune import make_scheduler, max_epochs
 
     spec, _ = api.study_from_dict(tiny_study(ray={"scheduler": "asha"}))
     assert max_epochs(spec) == 4 and make_scheduler(spec)._max_t == 5

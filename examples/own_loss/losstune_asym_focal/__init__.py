@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from objectives.losses import BaseLoss, Batch
-from objectives.models.outputs import ModelOutputs
-from search_spaces import FloatDist, register_loss_space
+from losstune.objectives.losses import BaseLoss, Batch
+from losstune.objectives.models.outputs import ModelOutputs
+from losstune.search_spaces import FloatDist, register_loss_space
 
 __all__ = ["AsymmetricFocalLoss", "asymmetric_focal"]
 __version__ = "0.1.0"

@@ -7,9 +7,12 @@
 
 from __future__ import annotations
 
-from objectives.losses.parts.modulation import focal_factor
-from objectives.losses.parts.regularization import init_bias_from_counts, negative_tolerant
-from objectives.losses.parts.weighting import class_balanced_weight, rebalanced_weight
+from losstune.objectives.losses.parts.modulation import focal_factor
+from losstune.objectives.losses.parts.regularization import (
+    init_bias_from_counts,
+    negative_tolerant,
+)
+from losstune.objectives.losses.parts.weighting import class_balanced_weight, rebalanced_weight
 
 __all__ = [
     "class_balanced_weight",

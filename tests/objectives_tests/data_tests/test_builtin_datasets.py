@@ -11,8 +11,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from objectives.data import DATASETS, get_dataset_info, load_dataset
-from objectives.data.registry import DatasetError, UnknownDatasetError
+from losstune.objectives.data import DATASETS, get_dataset_info, load_dataset
+from losstune.objectives.data.registry import DatasetError, UnknownDatasetError
 
 #: name -> (train, val, test, classes, multilabel, derived); the table in docs/datasets.md.
 EXPECTED = {
@@ -64,8 +64,8 @@ def test_validation_is_held_out_from_the_official_train_split(name: str) -> None
 
 
 def _official_train_texts(name: str) -> tuple[str, ...]:
-    from objectives.data.orange import orange_file, read_orange_tab
-    from objectives.data.trec import TREC_N_TRAIN, read_trec
+    from losstune.objectives.data.orange import orange_file, read_orange_tab
+    from losstune.objectives.data.trec import TREC_N_TRAIN, read_trec
 
     if name.startswith("trec"):
         return read_trec().texts[:TREC_N_TRAIN]
@@ -74,7 +74,7 @@ def _official_train_texts(name: str) -> tuple[str, ...]:
 
 
 def test_splits_are_fixed_whatever_the_process_state() -> None:
-    from objectives.data import registry
+    from losstune.objectives.data import registry
 
     first = load_dataset("mr")
     registry._cache.clear()
@@ -95,7 +95,7 @@ def test_limit_gives_a_stratified_fixed_subset() -> None:
 
 
 def test_mr_labels_follow_the_sign_of_the_vader_rating() -> None:
-    from objectives.data.mr import read_mr
+    from losstune.objectives.data.mr import read_mr
 
     texts, labels, dropped = read_mr()
     assert dropped == {"zero_rating": 37, "duplicate": 2}
@@ -110,7 +110,7 @@ def test_mr_labels_follow_the_sign_of_the_vader_rating() -> None:
 
 
 def test_trec_rows_splits_and_coarse_names() -> None:
-    from objectives.data.trec import TREC_COARSE, read_trec
+    from losstune.objectives.data.trec import TREC_COARSE, read_trec
 
     rows = read_trec()
     assert len(rows.texts) == 5952
@@ -173,7 +173,7 @@ def test_20ng_hierarchical_expands_every_prefix() -> None:
 
 
 def test_prefix_closure_and_ancestor_matrix() -> None:
-    from objectives.data.hierarchy import ancestor_matrix, prefix_closure
+    from losstune.objectives.data.hierarchy import ancestor_matrix, prefix_closure
 
     leaves = ("a.b.c", "a.d", "e")
     nodes = prefix_closure(leaves)

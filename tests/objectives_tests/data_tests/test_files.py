@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from objectives.data import load_dataset
-from objectives.data.files import DataFileError
-from objectives.data.registry import DatasetError
+from losstune.objectives.data import load_dataset
+from losstune.objectives.data.files import DataFileError
+from losstune.objectives.data.registry import DatasetError
 
 TOPICS = ("sports", "politics", "science")
 
@@ -234,8 +234,8 @@ def test_unknown_option_names_the_valid_ones(tmp_path: Path) -> None:
 
 
 def test_study_file_rejects_a_missing_file_before_any_trial(tmp_path: Path) -> None:
-    from studies import api
-    from studies.spec import StudyFileError
+    from losstune.studies import api
+    from losstune.studies.spec import StudyFileError
     from tests.conftest import tiny_study
 
     study = tiny_study(data={"name": "files", "options": {"path": str(tmp_path / "no.csv")}})

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from objectives.data import load_dataset
-from objectives.data.registry import DatasetError
-from objectives.data.reuters21578 import modapte_docs, parse_sgml
+from losstune.objectives.data import load_dataset
+from losstune.objectives.data.registry import DatasetError
+from losstune.objectives.data.reuters21578 import modapte_docs, parse_sgml
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reuters21578"
 OPTS = {"path": str(FIXTURE), "val_fraction": 0.3}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from objectives.data.base import Split
-from objectives.data.splits import (
+from losstune.objectives.data.base import Split
+from losstune.objectives.data.splits import (
     split_off,
     split_off_indices,
     stratified_indices,

@@ -1,4 +1,5 @@
-"""Label statistics (objectives.data.stats) and the `losstune data` commands that wrap them."""
+"""Label statistics (losstune.objectives.data.stats) and the `losstune data` commands that wrap
+them."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from objectives.data import load_dataset
-from objectives.data.base import Split, TextDataset
-from objectives.data.stats import label_statistics, rebalancing_ratios
-from studies import api
-from studies.cli import cli
+from losstune.objectives.data import load_dataset
+from losstune.objectives.data.base import Split, TextDataset
+from losstune.objectives.data.stats import label_statistics, rebalancing_ratios
+from losstune.studies import api
+from losstune.studies.cli import cli
 
 
 def _toy() -> TextDataset:

@@ -9,9 +9,9 @@ import numpy as np
 import optuna
 import pytest
 
-from objectives.config import TrialConfig
-from objectives.training import ConfigurationError, run_trial
-from studies import api
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.training import ConfigurationError, run_trial
+from losstune.studies import api
 from tests.conftest import tiny_study
 
 MR_SMALL = {"name": "mr", "options": {"limit": {"train": 300, "val": 100, "test": 100}}}
@@ -39,7 +39,7 @@ def test_tiny_study_on_mr_runs_end_to_end(sqlite_url: str) -> None:
 
 def test_multilabel_study_on_the_derived_hierarchy_with_class_groups(sqlite_url: str) -> None:
     counts = None
-    from objectives.data import load_dataset
+    from losstune.objectives.data import load_dataset
 
     counts = load_dataset(HIER_SMALL["name"], HIER_SMALL["options"]).class_counts("train")
     head_min, tail_max = 60, 20  # on this 300-document subset all three groups are non-empty
@@ -78,7 +78,7 @@ def _config(**eval_: object) -> TrialConfig:
 
 
 def test_class_groups_reach_the_metrics_and_empty_groups_fail_early() -> None:
-    from objectives.data import load_dataset
+    from losstune.objectives.data import load_dataset
 
     counts = load_dataset("synthetic").class_counts("train")
     default = run_trial(_config())
@@ -100,7 +100,7 @@ def test_class_groups_reach_the_metrics_and_empty_groups_fail_early() -> None:
 
 
 def test_study_file_rejects_overlapping_class_groups() -> None:
-    from studies.spec import StudyFileError
+    from losstune.studies.spec import StudyFileError
 
     with pytest.raises(StudyFileError, match=r"eval.class_groups: `head_min > tail_max`"):
         api.study_from_dict(tiny_study(eval={"class_groups": [8, 8]}))

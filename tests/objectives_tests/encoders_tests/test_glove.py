@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from objectives import cache
-from objectives.config import EncoderConfig
-from objectives.data import load_dataset
-from objectives.encoders import build_encoder, get_encoder_class
-from objectives.encoders import glove as glove_mod
-from objectives.encoders.glove import (
+from losstune.objectives import cache
+from losstune.objectives.config import EncoderConfig
+from losstune.objectives.data import load_dataset
+from losstune.objectives.encoders import build_encoder, get_encoder_class
+from losstune.objectives.encoders import glove as glove_mod
+from losstune.objectives.encoders.glove import (
     FIRST_WORD_ID,
     PAD_ID,
     UNK_ID,
@@ -18,7 +18,7 @@ from objectives.encoders.glove import (
     glove_vectors,
     tokenize,
 )
-from objectives.features import encoder_outputs, token_context
+from losstune.objectives.features import encoder_outputs, token_context
 
 #: A small vocabulary keeps the one-time parse under a second in tests.
 VOCAB = 20_000

@@ -13,7 +13,7 @@ import re
 import pytest
 import torch
 
-from objectives.losses import (
+from losstune.objectives.losses import (
     Batch,
     BCELoss,
     CBNTRLoss,
@@ -25,7 +25,7 @@ from objectives.losses import (
     RebalancedFocalLoss,
     WeightedSum,
 )
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.models.outputs import ModelOutputs
 
 # ---------------------------------------------------------------- reference loop (float64)
 
@@ -285,7 +285,7 @@ def test_rebalance_beta0_with_empty_document_is_finite(name: str) -> None:
     y = _t([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert torch.isfinite(loss.compute(_t(Z), y))
     # with beta = 0 every weight is alpha + sigmoid(0), the empty document's included
-    from objectives.losses.parts import rebalanced_weight
+    from losstune.objectives.losses.parts import rebalanced_weight
 
     w = rebalanced_weight(y, torch.as_tensor(COUNTS, dtype=y.dtype), alpha=0.1, beta=0.0, mu=0.9)
     torch.testing.assert_close(w, torch.full_like(w, 0.6))

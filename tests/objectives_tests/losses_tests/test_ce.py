@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from objectives.losses import LOSSES, Batch, CrossEntropyLoss
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.losses import LOSSES, Batch, CrossEntropyLoss
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 def loop_ce(logits: list[list[float]], labels: list[int], eps: float) -> float:

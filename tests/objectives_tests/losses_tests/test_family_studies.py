@@ -16,8 +16,8 @@ import optuna
 import pytest
 import yaml
 
-from studies import api
-from studies.spec import load_study_file
+from losstune.studies import api
+from losstune.studies.spec import load_study_file
 from tests.conftest import R8_SMALL
 
 REPO = Path(__file__).resolve().parents[3]
@@ -57,7 +57,7 @@ def _tiny(name: str, **overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_study_file_baseline_is_the_paper_default(name: str) -> None:
     spec, _ = load_study_file(CONFIGS / f"{name}.yaml")
-    from studies.runner import baseline_trials
+    from losstune.studies.runner import baseline_trials
 
     first = baseline_trials(spec, spec.compile_space())[0]
     for key, value in FAMILIES[name].items():

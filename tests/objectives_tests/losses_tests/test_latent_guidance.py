@@ -14,9 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from objectives.losses import LOSSES, Batch, DiceLoss, LatentGuidanceLoss, TverskyLoss
-from objectives.losses.latent_guidance import guidance_terms
-from objectives.models.outputs import ModelOutputs
+from losstune.objectives.losses import LOSSES, Batch, DiceLoss, LatentGuidanceLoss, TverskyLoss
+from losstune.objectives.losses.latent_guidance import guidance_terms
+from losstune.objectives.models.outputs import ModelOutputs
 
 
 def _tensors(b: int = 5, seed: int = 0, grad: bool = True) -> dict[str, torch.Tensor]:

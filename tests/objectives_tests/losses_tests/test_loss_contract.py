@@ -14,16 +14,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from objectives._checks import check
-from objectives.losses import LOSSES, BaseLoss, Batch
-from objectives.losses.contract import Shapes, check_loss_class, random_outputs
-from objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
-from search_spaces.contract import check_loss_contract, check_loss_space, sample_loss_knobs
-from search_spaces.losses import LOSS_SPACES
-from search_spaces.params import FloatDist
+from losstune.objectives._checks import check
+from losstune.objectives.losses import LOSSES, BaseLoss, Batch
+from losstune.objectives.losses.contract import Shapes, check_loss_class, random_outputs
+from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from losstune.search_spaces.contract import (
+    check_loss_contract,
+    check_loss_space,
+    sample_loss_knobs,
+)
+from losstune.search_spaces.losses import LOSS_SPACES
+from losstune.search_spaces.params import FloatDist
 
 TESTS_DIR = Path(__file__).parent
-BUILT_IN = sorted(n for n, c in LOSSES.items() if c.__module__.startswith("objectives."))
+BUILT_IN = sorted(n for n, c in LOSSES.items()
+                  if c.__module__.startswith("losstune.objectives."))
 REQUIRED = {"ce", "bce", "focal", "cb", "r_focal", "ntr_focal", "db_no_focal", "cb_ntr", "db",
             "triplet", "arcface", "space", "g_loss", "latent_guidance", "tversky", "dice"}
 

@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import distances, losses, miners
 
-from objectives.config import TrialConfig
-from objectives.losses import LOSSES, ArcFaceLoss, Batch, TripletLoss, WeightedSum
-from objectives.models import MODELS, build_model
-from objectives.models.outputs import ModelOutputs
-from objectives.models.projection import ProjectionHead
-from objectives.training import run_trial
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.losses import LOSSES, ArcFaceLoss, Batch, TripletLoss, WeightedSum
+from losstune.objectives.models import MODELS, build_model
+from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.models.projection import ProjectionHead
+from losstune.objectives.training import run_trial
 
 
 def _data(seed: int = 0, b: int = 10, e: int = 5, c: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,7 +170,7 @@ def test_arcface_proxies_are_trained_parameters() -> None:
 
 def test_trainer_optimises_arcface_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     """run_trial puts the loss's parameters in the optimiser, so the proxies move."""
-    import objectives.training as tr
+    import losstune.objectives.training as tr
 
     config = _synthetic_config(["ce", "arcface"], epochs=1)
     captured: dict = {}
@@ -264,7 +264,7 @@ def test_ce_triplet_arcface_trains_with_either_prediction_rule(rule: str) -> Non
 
 
 def test_centroid_rule_predicts_nearest_class_mean() -> None:
-    from objectives.training import _centroid_scores
+    from losstune.objectives.training import _centroid_scores
 
     train = torch.tensor([[0.0, 0.0], [0.0, 2.0], [4.0, 0.0], [4.0, 2.0]]).numpy()
     multi = F.one_hot(torch.tensor([0, 0, 1, 1]), 2).float().numpy()

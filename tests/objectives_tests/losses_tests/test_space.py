@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from objectives.config import TrialConfig
-from objectives.losses import LOSSES, Batch, SpaceLoss, WeightedSum
-from objectives.losses.space import inter_space, intra_space
-from objectives.models import MODELS, build_model
-from objectives.models.outputs import ModelOutputs
-from objectives.models.space import SpaceHead, masked_token_mean
-from objectives.training import prepare_data, run_trial
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.losses import LOSSES, Batch, SpaceLoss, WeightedSum
+from losstune.objectives.losses.space import inter_space, intra_space
+from losstune.objectives.models import MODELS, build_model
+from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.models.space import SpaceHead, masked_token_mean
+from losstune.objectives.training import prepare_data, run_trial
 
 # seed_losses.md §6.3: K = 2 spaces, B = 2, L = 3, n = 2, pre-tanh activations, labels [0, 1]
 PRE = [
@@ -211,7 +211,7 @@ def test_space_head_trains_end_to_end_on_token_states() -> None:
 def test_minilm_token_states_pool_to_its_sentence_embeddings() -> None:
     """Real MiniLM token states (float16, cached) and mask: their masked mean, normalised, is
     the encoder's own sentence embedding, so the space head sees the same model."""
-    from objectives.encoders.minilm import MiniLMEncoder
+    from losstune.objectives.encoders.minilm import MiniLMEncoder
 
     texts = ["oil prices rose sharply", "the bank cut its lending rate by half a point today",
              "grain", "shares of the company fell after the quarterly report"]

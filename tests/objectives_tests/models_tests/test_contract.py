@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from objectives.compat import IncompatibleConfigError, check_model_contract, model_input
-from objectives.config import TrialConfig
-from objectives.models import MODELS, get_model_class
-from objectives.models.outputs import OUTPUT_FIELDS
-from objectives.training import ConfigurationError, check_compatibility
-from studies.spec import StudyFileError, load_study_file, parse_study
+from losstune.objectives.compat import IncompatibleConfigError, check_model_contract, model_input
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.models import MODELS, get_model_class
+from losstune.objectives.models.outputs import OUTPUT_FIELDS
+from losstune.objectives.training import ConfigurationError, check_compatibility
+from losstune.studies.spec import StudyFileError, load_study_file, parse_study
 from tests.conftest import tiny_study
 
 

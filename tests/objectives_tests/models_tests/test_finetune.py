@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.config import EncoderConfig, TrialConfig
-from objectives.data import load_dataset
-from objectives.encoders.minilm import MiniLMEncoder, load_trainable_minilm
-from objectives.features import encoder_outputs
-from objectives.models import LinearHead
-from objectives.models.finetune import FineTunedEncoder
-from objectives.training import resolve_device, run_trial
-from search_spaces import SearchSpace
+from losstune.objectives.config import EncoderConfig, TrialConfig
+from losstune.objectives.data import load_dataset
+from losstune.objectives.encoders.minilm import MiniLMEncoder, load_trainable_minilm
+from losstune.objectives.features import encoder_outputs
+from losstune.objectives.models import LinearHead
+from losstune.objectives.models.finetune import FineTunedEncoder
+from losstune.objectives.training import resolve_device, run_trial
+from losstune.search_spaces import SearchSpace
 
 TINY = {"name": "synthetic", "options": {"limit": {"train": 24, "val": 12, "test": 12}}}
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from objectives import cache
-from objectives.config import TrialConfig
-from objectives.losses import LOSSES, BaseLoss, Batch
-from objectives.models import ModelOutputs, get_model_class
-from objectives.models import teacher as teacher_mod
-from objectives.models.latentg import MIN_IN_DIM, DualTextCNN, DualTextCNNHead
-from objectives.models.teacher import TeacherSettings, teacher_outputs, train_teacher
-from objectives.training import ConfigurationError, prepare_data, run_trial
+from losstune.objectives import cache
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.losses import LOSSES, BaseLoss, Batch
+from losstune.objectives.models import ModelOutputs, get_model_class
+from losstune.objectives.models import teacher as teacher_mod
+from losstune.objectives.models.latentg import MIN_IN_DIM, DualTextCNN, DualTextCNNHead
+from losstune.objectives.models.teacher import TeacherSettings, teacher_outputs, train_teacher
+from losstune.objectives.training import ConfigurationError, prepare_data, run_trial
 
 SMALL = {"width": 8, "latent_dim": 8, "teacher_width": 8, "teacher_epochs": 3}
 
@@ -219,7 +219,7 @@ def test_latentg_study_runs_end_to_end_with_one_teacher(
 ) -> None:
     import optuna
 
-    from studies import api
+    from losstune.studies import api
     from tests.conftest import tiny_study
 
     calls: list[TeacherSettings] = []
@@ -251,7 +251,7 @@ def test_latentg_study_runs_end_to_end_with_one_teacher(
 def test_shipped_latentg_study_file_validates() -> None:
     from pathlib import Path
 
-    from studies.spec import load_study_file
+    from losstune.studies.spec import load_study_file
 
     path = Path(__file__).resolve().parents[3] / "studies" / "configs" / "latentg_r8.yaml"
     spec, _ = load_study_file(path)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from objectives.config import TrialConfig
-from objectives.models import build_model, get_model_class
-from objectives.models.sequence import BiRNNHead, TextCNNHead, TokenEmbedding
-from objectives.training import prepare_data, run_trial
+from losstune.objectives.config import TrialConfig
+from losstune.objectives.models import build_model, get_model_class
+from losstune.objectives.models.sequence import BiRNNHead, TextCNNHead, TokenEmbedding
+from losstune.objectives.training import prepare_data, run_trial
 
 VOCAB = 20_000
 N_PRE = 12  # pretrained rows of the toy id space (ids >= 12 are "OOV buckets")
@@ -119,7 +119,7 @@ def _config(head: str, params: dict[str, Any], epochs: int = 6) -> TrialConfig:
 
 
 def _majority_rate() -> float:
-    from objectives.data import load_dataset
+    from losstune.objectives.data import load_dataset
 
     labels = load_dataset("synthetic").test.labels
     return float(np.bincount(labels).max() / len(labels))
