@@ -17,12 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from losstune.objectives.errors import LosstuneError
+
 #: Outputs only a head with a cached teacher makes, and the head that has one.
 _TEACHER_OUTPUTS = frozenset({"teacher_latents", "teacher_logits"})
 _FINE_TUNABLE = ("minilm",)
 
 
-class IncompatibleConfigError(ValueError):
+class IncompatibleConfigError(LosstuneError, ValueError):
     """The loss, head and encoder of a configuration do not fit together."""
 
 

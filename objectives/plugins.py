@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, entry_points, packages_distributions, version
 from typing import Any
 
+from losstune.objectives.errors import LosstuneError
+
 logger = logging.getLogger(__name__)
 
 GROUPS = {"losstune.losses": "loss", "losstune.models": "model", "losstune.datasets": "dataset"}
@@ -32,7 +34,7 @@ _loaded = False
 _lock = threading.RLock()
 
 
-class PluginError(RuntimeError):
+class PluginError(LosstuneError, RuntimeError):
     """A plugin could not be imported or registered; the message names the plugin."""
 
 

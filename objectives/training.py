@@ -25,6 +25,7 @@ import torch
 from losstune.objectives.compat import IncompatibleConfigError, check_model_contract, model_input
 from losstune.objectives.config import TrialConfig
 from losstune.objectives.data import TextDataset, load_dataset
+from losstune.objectives.errors import LosstuneError
 from losstune.objectives.features import encoder_outputs, token_context
 from losstune.objectives.losses import Batch, WeightedSum, build_loss, get_loss_class, term_names
 from losstune.objectives.metrics import (
@@ -58,11 +59,11 @@ class TrialPrunedSignal(Exception):
         self.result = result
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(LosstuneError, FloatingPointError):
     """The training loss became NaN or infinite; the trial fails with this reason."""
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(LosstuneError, ValueError):
     """The trial configuration cannot be built (e.g. a loss needs an output the head lacks)."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from losstune.objectives.config import LossConfig, LossTerm, ModelConfig, TrialConfig
+from losstune.objectives.errors import LosstuneError
 from losstune.objectives.losses import get_loss_class
 from losstune.objectives.models import get_model_class, model_hyperparameters
 from losstune.search_spaces.losses import AUX_WEIGHT, AUX_WEIGHT_DEFAULTS, LOSS_SPACES
@@ -42,7 +43,7 @@ _TYPE_STUBS: dict[str, Distribution] = {
 }
 
 
-class SpaceError(ValueError):
+class SpaceError(LosstuneError, ValueError):
     """A search space or an override of it is invalid; the message names the parameter."""
 
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from losstune.objectives.errors import LosstuneError
+
 logger = logging.getLogger(__name__)
 
 STORAGE_ENV = "LOSSTUNE_STORAGE"
@@ -30,7 +32,7 @@ DEFAULT_STORAGE = "sqlite:///losstune.db"
 MEMORY_URLS = frozenset({"memory", "inmemory", ":memory:"})
 
 
-class StorageError(ValueError):
+class StorageError(LosstuneError, ValueError):
     """A storage URL cannot be used; the message says why and how to fix it."""
 
 

@@ -25,6 +25,7 @@ import yaml
 from optuna.trial import TrialState
 
 import losstune.storage as storage_pkg
+from losstune.objectives.errors import LosstuneError
 from losstune.studies.export import (
     ExportError,
     export_document,
@@ -46,7 +47,7 @@ from losstune.studies.spec import StudySpec, load_study_file, parse_study
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-class StudyNotFoundError(KeyError):
+class StudyNotFoundError(LosstuneError, KeyError):
     """No study of that name in the storage."""
 
     def __str__(self) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from losstune.objectives.errors import LosstuneError
+
 STORAGE_HELP = ("Storage URL (sqlite:///FILE.db, postgresql://USER@HOST/DB, "
                 "mysql+pymysql://USER@HOST/DB). Default: $LOSSTUNE_STORAGE, else "
                 "sqlite:///losstune.db in the working directory.")
@@ -26,27 +28,6 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from losstune.objectives.data._locate import MissingDataPackageError
-    from losstune.objectives.data.registry import DatasetError
-    from losstune.objectives.plugins import PluginError
-    from losstune.objectives.training import ConfigurationError, NonFiniteLossError
-    from losstune.search_spaces import SpaceError
-    from losstune.storage import StorageError
-    from losstune.studies.api import StudyNotFoundError
-    from losstune.studies.confirm import ConfirmError
-    from losstune.studies.export import ExportError
-    from losstune.studies.launchers import LauncherError
-    from losstune.studies.report import ReportError
-    from losstune.studies.runner import StudyMismatchError
-    from losstune.studies.spec import StudyFileError
-
-    return (StudyFileError, ReportError, SpaceError, StorageError, ExportError,
-            StudyNotFoundError, StudyMismatchError, ConfigurationError, PluginError,
-            MissingDataPackageError, DatasetError, LauncherError, ConfirmError,
-            NonFiniteLossError)
-
-
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     import functools
 
@@ -56,10 +37,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except click.ClickException:
             raise
-        except Exception as exc:
-            if isinstance(exc, _known_errors()):
-                raise UserError(str(exc)) from None
-            raise
+        except LosstuneError as exc:
+            raise UserError(str(exc)) from None
 
     return wrapper
 

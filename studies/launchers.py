@@ -9,11 +9,12 @@ from typing import Any, ClassVar
 
 import optuna
 
+from losstune.objectives.errors import LosstuneError
 from losstune.studies.runner import StopFlag, run_worker
 from losstune.studies.spec import StudySpec
 
 
-class LauncherError(ValueError):
+class LauncherError(LosstuneError, ValueError):
     """A launcher cannot run this study here; the message says why and what to change."""
 
 

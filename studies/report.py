@@ -24,12 +24,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from losstune.objectives.errors import LosstuneError
 from losstune.studies.secrets import scrub_text
 
 logger = logging.getLogger(__name__)
 
 
-class ReportError(ValueError):
+class ReportError(LosstuneError, ValueError):
     """The report cannot be written where asked."""
 
 

@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import TrialState
 
 import losstune.storage as storage_pkg
+from losstune.objectives.errors import LosstuneError
 from losstune.studies.secrets import scrub_text
 from losstune.studies.spec import StudySpec
 
@@ -34,12 +35,8 @@ logger = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-class StudyMismatchError(ValueError):
+class StudyMismatchError(LosstuneError, ValueError):
     """The study file no longer matches the stored study (conventions §4)."""
-
-
-class BudgetExhausted(Exception):
-    """Raised inside the budget lock when no trial may start."""
 
 
 @dataclass

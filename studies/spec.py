@@ -22,11 +22,12 @@ from pydantic import (
 )
 
 from losstune.objectives.config import DataConfig, EncoderConfig
+from losstune.objectives.errors import LosstuneError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
 
-class StudyFileError(ValueError):
+class StudyFileError(LosstuneError, ValueError):
     """A study file is invalid; the message names the file, the field path and the fix."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from losstune.objectives.errors import LosstuneError
 
-class MissingDataPackageError(RuntimeError):
+
+class MissingDataPackageError(LosstuneError, RuntimeError):
     """A data carrier package is not installed."""
 
 

@@ -11,9 +11,10 @@ from typing import Any
 
 from losstune.objectives.data.base import SPLITS, Split, TextDataset
 from losstune.objectives.data.splits import split_off, subset
+from losstune.objectives.errors import LosstuneError
 
 
-class DatasetError(ValueError):
+class DatasetError(LosstuneError, ValueError):
     """A dataset cannot be loaded as configured (bad option, missing file, bad value...)."""
 
 
