@@ -93,7 +93,7 @@ def run_study(
     ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
     after that time. Ctrl-C stops after the current trial.
     """
-    from losstune.studies.launchers import get_launcher
+    from losstune.studies.launchers import LaunchRequest, get_launcher
     from losstune.studies.progress import StudyProgress, make_console
 
     console = console or make_console()
@@ -105,13 +105,15 @@ def run_study(
     n_workers = workers if workers is not None else (spec.ray.workers if launcher != "local"
                                                      else 1)
     chosen = get_launcher(launcher)
-    if launcher != "local" and address is not None:
-        chosen.address = address  # type: ignore[attr-defined]
-    if hasattr(chosen, "echo"):  # launcher notes go where this run's output goes
-        chosen.echo = lambda text: console.print(text, highlight=False, markup=False)
+    request = LaunchRequest(
+        spec=spec, url=url, n_trials=budget, workers=n_workers, stop=StopFlag(),
+        address=address,
+        # launcher notes go where this run's output goes
+        echo=lambda text: console.print(text, highlight=False, markup=False),
+    )
     text = study_text if study_text is not None else yaml.safe_dump(
         spec.model_dump(mode="json"), sort_keys=False)
-    chosen.prepare(spec, url, n_workers)  # launcher errors leave the storage untouched
+    chosen.prepare(request)  # launcher errors leave the storage untouched
     try:
         console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
         study, created = create_or_load(spec, text, url)
@@ -132,23 +134,19 @@ def run_study(
             + (" (multi-objective: no pruning)" if spec.is_multi_objective else ""),
             highlight=False,
         )
-        stop = StopFlag()
-        restore = install_sigint(stop)
-        deadline = started + timeout if timeout else None
+        restore = install_sigint(request.stop)
+        request.deadline = started + timeout if timeout else None
         try:
             with StudyProgress(study, n_trials=budget, metric_names=spec.metric_names,
                                console=console, enabled=progress) as bar:
-                results = chosen.launch(
-                    spec, url, n_trials=budget, workers=n_workers, stop=stop,
-                    deadline=deadline, on_trial_end=lambda s, t: bar.refresh(),
-                )
+                request.on_trial_end = lambda s, t: bar.refresh()
+                results = chosen.launch(request)
         finally:
             restore()
     finally:
         chosen.close()
-    reasons = sorted({r["reason"] for r in results})
-    reason = "; ".join(reasons)
-    return _summary(study, url, budget, sum(r["started"] for r in results),
+    reason = "; ".join(sorted({r.reason for r in results}))
+    return _summary(study, url, budget, sum(r.started for r in results),
                     time.time() - started, reason, created, stale)
 
 
