@@ -12,8 +12,6 @@ Example (a notebook)::
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ import yaml
 from optuna.trial import TrialState
 
 import losstune.storage as storage_pkg
-from losstune.objectives.errors import LosstuneError
+from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
 from losstune.studies.export import (
     ExportError,
     export_document,
@@ -43,15 +41,12 @@ from losstune.studies.runner import (
     install_sigint,
 )
 from losstune.studies.spec import StudySpec, load_study_file, parse_study
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-class StudyNotFoundError(LosstuneError, KeyError):
-    """No study of that name in the storage."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+from losstune.studies.stats import mean_ci as mean_ci
+from losstune.studies.stats import summarize_runs
+from losstune.studies.store import StudyNotFoundError as StudyNotFoundError
+from losstune.studies.store import get_study as get_study
+from losstune.studies.store import open_storage_ro as open_storage_ro
+from losstune.studies.store import resolve_url
 
 
 def load_study(path: str | Path) -> tuple[StudySpec, str]:
@@ -69,10 +64,6 @@ def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
     """Validate a study given as a dict; returns the spec and its YAML text."""
     spec = parse_study(dict(data))
     return spec, yaml.safe_dump(dict(data), sort_keys=False)
-
-
-def _url(storage: str | None, spec: StudySpec | None = None) -> str:
-    return storage_pkg.resolve_storage_url(storage, spec.storage if spec else None)
 
 
 def run_study(
@@ -97,7 +88,7 @@ def run_study(
     from losstune.studies.progress import StudyProgress, make_console
 
     console = console or make_console()
-    url = _url(storage, spec)
+    url = resolve_url(storage, spec)
     budget = n_trials if n_trials is not None else spec.n_trials
     if budget < 1:
         raise ValueError(f"`n_trials >= 1` must hold, but got n_trials={budget}")
@@ -185,18 +176,6 @@ class StudyRow:
     created: str | None
 
 
-def open_storage_ro(storage: str | None) -> Any:
-    """Open an existing storage (an SQLite file that does not exist is an error, not created)."""
-    url = _url(storage)
-    path = storage_pkg.sqlite_path(url)
-    if path is not None and not path.exists():
-        raise storage_pkg.StorageError(
-            f"no study storage at {str(path)!r} (from {storage_pkg.mask_url(url)}); run "
-            "`losstune run STUDY.yaml` here first, or pass --storage / set LOSSTUNE_STORAGE"
-        )
-    return storage_pkg.get_storage(url)
-
-
 def list_studies(storage: str | None = None) -> list[StudyRow]:
     """Every study in the storage with trial counts and best values."""
     st = open_storage_ro(storage)
@@ -226,23 +205,6 @@ def list_studies(storage: str | None = None) -> list[StudyRow]:
             if summary.datetime_start else None,
         ))
     return rows
-
-
-def get_study(name: str, storage: str | None = None) -> optuna.Study:
-    """Load a study by name, with an error that lists the studies in the storage."""
-    st = open_storage_ro(storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-    if name not in names:
-        import difflib
-
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        shown = ", ".join(sorted(names)) if names else "none"
-        raise StudyNotFoundError(
-            f"no study named {name!r} in {storage_pkg.mask_url(_url(storage))}.{hint} "
-            f"Studies there: {shown}"
-        )
-    return optuna.load_study(study_name=name, storage=st)
 
 
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -287,8 +249,6 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
         except ExportError:
             if trial is not None:
                 raise
-    from losstune.studies.confirm import confirmation_note
-
     note = confirmation_note(study, chosen["number"]) if chosen else ""
     return {
         "name": name,
@@ -329,8 +289,6 @@ def export_trial(name: str, output: str | Path, *, storage: str | None = None,
                  confirmed: bool = False) -> tuple[Path, dict]:
     """Write trial ``trial`` (default: the best; ``confirmed``: the best confirmed) of study
     ``name`` to ``output`` as YAML. Returns the path and the document."""
-    from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
-
     study = get_study(name, storage)
     if confirmed:
         row = best_confirmed(study)
@@ -339,7 +297,7 @@ def export_trial(name: str, output: str | Path, *, storage: str | None = None,
                               f"{name}` first")
         trial = row.trial
     chosen = pick_trial(study, trial)
-    doc = export_document(study, chosen, storage_url=_url(storage))
+    doc = export_document(study, chosen, storage_url=resolve_url(storage))
     doc["provenance"]["confirmation_note"] = confirmation_note(study, chosen.number)
     rows = stored_confirmation(study)
     if chosen.number in rows:
@@ -366,7 +324,7 @@ def export_pareto(name: str, output: str | Path, *, storage: str | None = None,
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         raise ExportError(f"{existing[0]!r} already exists; pass --force to overwrite")
-    docs = [export_document(study, t, storage_url=_url(storage)) for t in front]
+    docs = [export_document(study, t, storage_url=resolve_url(storage)) for t in front]
     folder.mkdir(parents=True, exist_ok=True)
     for path, doc in zip(targets, docs, strict=True):
         write_yaml_atomic(path, doc, force=True)
@@ -384,19 +342,6 @@ class TrainReport:
     recorded_value: float | None = None
     reproduced: bool | None = None
     metric: str = "macro_f1"
-
-
-def mean_ci(values: list[float]) -> dict[str, float]:
-    """Mean, sample std and a 95% Student-t interval (half-width) of ``values``."""
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return {"mean": mean, "std": 0.0, "ci95": 0.0, "n": n}
-    std = statistics.stdev(values)
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
-    return {"mean": mean, "std": std, "ci95": half, "n": n}
 
 
 def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None = None,
@@ -424,12 +369,7 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
         results.append(result)
         runs.append({"seed": seed, "value": result.value, "best_epoch": result.best_epoch,
                      "val": result.val, "test": result.test})
-    metrics = sorted({k for r in runs for k in r["val"]} - {"train_seconds"})
-    summary = {}
-    for k in metrics:
-        summary[f"val.{k}"] = mean_ci([r["val"][k] for r in runs if k in r["val"]])
-    for k in sorted({k for r in runs for k in r["test"]}):
-        summary[f"test.{k}"] = mean_ci([r["test"][k] for r in runs if k in r["test"]])
+    summary = summarize_runs(runs, skip=frozenset({"train_seconds"}))
     report = TrainReport(config=config, seeds=seed_list, runs=runs, summary=summary,
                          metric=config.eval.metric)
     if provenance and isinstance(provenance.get("value"), (int, float)):

@@ -28,11 +28,29 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+#: Where the group stores the log level of ``-v`` / ``-vv`` for the commands (``ctx.meta``).
+LOG_LEVEL_KEY = "losstune.log_level"
+
+
+def set_optuna_verbosity() -> None:
+    """Optuna's own logging follows ``-v``: WARNING by default, INFO with ``-v``, DEBUG with
+    ``-vv``. Only the CLI sets it (the Python API leaves it to the caller); it runs when a
+    command runs, so that ``--help`` stays fast (Optuna is not imported for it)."""
+    import optuna
+
+    ctx = click.get_current_context(silent=True)
+    level = ctx.meta.get(LOG_LEVEL_KEY, logging.WARNING) if ctx is not None else logging.WARNING
+    optuna.logging.set_verbosity(level)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command: Optuna's verbosity from ``-v``, and any :class:`LosstuneError` as one
+    ``error: ...`` line with exit status 2."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        set_optuna_verbosity()
         try:
             return fn(*args, **kwargs)
         except click.ClickException:
@@ -52,16 +70,17 @@ def _console() -> Any:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="losstune", prog_name="losstune")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """losstune: hyperparameter studies for text-classification losses.
 
     Typical session: `losstune run studies/configs/quickstart.yaml`, watch it with
     `losstune dashboard`, then `losstune export quickstart -o best.yaml` and
     `losstune train best.yaml`.
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG),
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.meta[LOG_LEVEL_KEY] = level
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -6,14 +6,13 @@ import math
 from typing import Any
 
 from losstune.studies.confirm import best_confirmed
+from losstune.studies.export import ExportError, pick_trial
+from losstune.studies.store import get_study
 
 
 def compare_studies(names: list[str], storage: str | None = None) -> list[dict[str, Any]]:
     """One row per study: its best trial (value, loss, test metrics) and its best confirmed
     configuration (mean and 95% interval over fresh seeds), when it was confirmed."""
-    from losstune.studies.api import get_study
-    from losstune.studies.export import ExportError, pick_trial
-
     rows = []
     for name in names:
         study = get_study(name, storage)

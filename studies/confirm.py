@@ -25,6 +25,8 @@ from optuna.trial import TrialState
 
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.optuna_parts import best_first
+from losstune.studies.stats import mean_ci
+from losstune.studies.store import get_study, open_storage_ro
 
 CONFIRM_SUFFIX = "--confirm"
 
@@ -108,7 +110,6 @@ def confirm_study(
 
     from losstune.objectives.config import TrialConfig
     from losstune.objectives.training import NonFiniteLossError, run_trial
-    from losstune.studies.api import get_study, mean_ci, open_storage_ro
 
     if top < 1 or seeds < 1:
         raise ConfirmError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "

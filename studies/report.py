@@ -358,8 +358,7 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
     import matplotlib
 
     matplotlib.use("Agg")
-    from losstune.storage import resolve_storage_url
-    from losstune.studies.api import get_study
+    from losstune.studies.store import get_study, resolve_url
 
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -372,7 +371,7 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
     study = get_study(name, storage)
     if not _complete(study):
         raise ReportError(f"study {name!r} has no completed trial to report on")
-    url = resolve_storage_url(storage)
+    url = resolve_url(storage)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
         fig_dir = tmp / "figures"
