@@ -23,6 +23,7 @@ import yaml
 from optuna.trial import TrialState
 
 import losstune.storage as storage_pkg
+from losstune.objectives.attributes import TrialRecord
 from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
 from losstune.studies.export import (
     ExportError,
@@ -207,28 +208,37 @@ def list_studies(storage: str | None = None) -> list[StudyRow]:
     return rows
 
 
-def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    attrs = trial.user_attrs
-    return {
-        "number": trial.number,
-        "state": trial.state.name,
-        "values": list(trial.values) if trial.values else None,
-        "loss": trial.params.get("loss.name", (attrs.get("config") or {}).get("loss", {})
-                                 .get("terms", [{}])[0].get("name")),
-        "params": dict(trial.params),
-        "val": {k[len("metric.val."):]: v for k, v in attrs.items()
-                if k.startswith("metric.val.")},
-        "test": {k[len("metric.test."):]: v for k, v in attrs.items()
-                 if k.startswith("metric.test.")},
-        "terms": {k[len("term."):]: v for k, v in attrs.items() if k.startswith("term.")},
-        "best_epoch": attrs.get("best_epoch"),
-        "prediction_rule": attrs.get("prediction_rule"),
-        "fail_reason": attrs.get("fail_reason") or attrs.get("stale_reason"),
-    }
+@dataclass
+class StudyView:
+    """What ``losstune show`` prints: a study's counts, its chosen (or best) trial, its top
+    trials and, for multi-objective studies, its Pareto front.
+
+    Attributes:
+        name: the study name.
+        metric_names: the objective metrics (validation).
+        directions: ``maximize`` / ``minimize`` per metric.
+        counts: trials per state name (states with trials only).
+        chosen: the trial asked for, else the best trial of a single-objective study (None for
+            a multi-objective study or a study without a completed trial).
+        top: the best completed trials, best first (by the first metric).
+        pareto: the Pareto front by trial number (multi-objective studies; else empty).
+        confirmation_note: whether ``chosen`` was confirmed, and its winner's curse.
+        user_attrs: the study's user attributes (without the compiled space).
+    """
+
+    name: str
+    metric_names: list[str]
+    directions: list[str]
+    counts: dict[str, int]
+    chosen: TrialRecord | None
+    top: list[TrialRecord]
+    pareto: list[TrialRecord]
+    confirmation_note: str
+    user_attrs: dict[str, Any]
 
 
 def show_study(name: str, storage: str | None = None, *, top: int = 5,
-               trial: int | None = None) -> dict[str, Any]:
+               trial: int | None = None) -> StudyView:
     """The chosen (or best) trial, the top-k trials and the counts of a study."""
     study = get_study(name, storage)
     counts = count_states(study)
@@ -238,29 +248,29 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
     multi = len(directions) > 1
     if multi:
         ranked = best_first(complete, lambda t: t.values[0], directions[0])
-        front = [trial_row(t) for t in sorted(study.best_trials, key=lambda t: t.number)]
+        front = [TrialRecord.from_trial(t)
+                 for t in sorted(study.best_trials, key=lambda t: t.number)]
     else:
         ranked = best_first(complete, lambda t: t.value, directions[0])
         front = []
     chosen = None
     if trial is not None or not multi:
         try:
-            chosen = trial_row(pick_trial(study, trial))
+            chosen = TrialRecord.from_trial(pick_trial(study, trial))
         except ExportError:
             if trial is not None:
                 raise
-    note = confirmation_note(study, chosen["number"]) if chosen else ""
-    return {
-        "name": name,
-        "confirmation_note": note,
-        "metric_names": metric_names,
-        "directions": directions,
-        "counts": {s.name: n for s, n in counts.items() if n},
-        "chosen": chosen,
-        "top": [trial_row(t) for t in ranked[:top]],
-        "pareto": front,
-        "user_attrs": {k: v for k, v in study.user_attrs.items() if k not in ("space",)},
-    }
+    return StudyView(
+        name=name,
+        metric_names=metric_names,
+        directions=directions,
+        counts={s.name: n for s, n in counts.items() if n},
+        chosen=chosen,
+        top=[TrialRecord.from_trial(t) for t in ranked[:top]],
+        pareto=front,
+        confirmation_note=confirmation_note(study, chosen.number) if chosen else "",
+        user_attrs={k: v for k, v in study.user_attrs.items() if k not in ("space",)},
+    )
 
 
 def results_dataframe(name: str, storage: str | None = None) -> Any:
@@ -271,13 +281,12 @@ def results_dataframe(name: str, storage: str | None = None) -> Any:
     metric_names = study.metric_names or ["value"]
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        record = TrialRecord.from_trial(t)
+        row: dict[str, Any] = {"number": record.number, "state": record.state}
         for i, m in enumerate(metric_names):
-            row[m] = t.values[i] if t.values else None
-        row.update(t.params)
-        for k, v in t.user_attrs.items():
-            if isinstance(v, (int, float, str, bool)) or v is None:
-                row[k] = v
+            row[m] = record.values[i] if record.values else None
+        row.update(record.params)
+        row.update(record.scalar_attributes())
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         rows.append(row)
     return pd.DataFrame(rows)

@@ -40,7 +40,8 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 import losstune.storage as storage_pkg
-from losstune.objectives.objective import config_attribute, result_attributes
+from losstune.objectives import attributes as attrs_schema
+from losstune.objectives.attributes import config_attribute, result_attributes
 from losstune.objectives.training import NonFiniteLossError, Reporter, run_trial
 from losstune.studies.launchers._ray_core import (
     RayCluster,
@@ -53,7 +54,6 @@ from losstune.studies.launchers._ray_core import (
 from losstune.studies.launchers.base import LauncherError, LaunchRequest, WorkerResult
 from losstune.studies.optuna_parts import make_sampler
 from losstune.studies.runner import (
-    TUNE_OWNER_ATTR,
     StopFlag,
     _fail_heartbeat_stale,
     count_states,
@@ -78,7 +78,7 @@ NO_HEARTBEAT_NOTE = (
     "note: Ray Tune asks and tells Optuna from the driver, so its trials have no Optuna "
     "heartbeat: if this process dies, its trials stay RUNNING until the next `losstune run` of "
     "this study fails them and queues their retries (they carry the user attribute "
-    f"{TUNE_OWNER_ATTR!r})."
+    f"{attrs_schema.TUNE_OWNER!r})."
 )
 
 
@@ -161,7 +161,7 @@ class StudySearch(OptunaSearch):
                 warnings.filterwarnings("ignore", message=".*Heartbeat of storage.*")
                 config = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr(TUNE_OWNER_ATTR, f"{self._owner}:{ot_trial.number}")
+            ot_trial.set_user_attr(attrs_schema.TUNE_OWNER, f"{self._owner}:{ot_trial.number}")
         self.started += 1
         out = dict(config or {})
         out[TRIAL_ID_KEY] = ot_trial._trial_id
@@ -203,14 +203,15 @@ class StudySearch(OptunaSearch):
         if error:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         elif not result:
-            ot_trial.set_user_attr("stale_reason", "stopped by Ray Tune before it reported")
+            ot_trial.set_user_attr(attrs_schema.STALE_REASON,
+                                   "stopped by Ray Tune before it reported")
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         elif result.get(FINAL_KEY):
             values = [float(v) for v in result[VALUES_KEY]]
             self._ot_study.tell(ot_trial, values if self._multi else values[0])
         else:  # stopped early by Tune's scheduler (ASHA): PRUNED, not COMPLETE
             self._report(trial_id, result)
-            ot_trial.set_user_attr("pruned_by", "ray.tune scheduler")
+            ot_trial.set_user_attr(attrs_schema.PRUNED_BY, "ray.tune scheduler")
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
 
 
@@ -254,8 +255,9 @@ def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) ->
     names = spec.metric_names
     try:  # every failure (config included) records why: max_failures counts these
         trial_config = space.to_config(values, template)
-        storage.set_trial_user_attr(trial_id, "config", config_attribute(trial_config))
-        storage.set_trial_user_attr(trial_id, "worker",
+        storage.set_trial_user_attr(trial_id, attrs_schema.CONFIG,
+                                    config_attribute(trial_config))
+        storage.set_trial_user_attr(trial_id, attrs_schema.WORKER,
                                     f"{socket.gethostname()}:{os.getpid()}")
         reporter = None if spec.is_multi_objective else TuneReporter(names[0])
         result = run_trial(trial_config, reporter=reporter)
@@ -263,7 +265,8 @@ def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) ->
         reason = str(exc) if isinstance(exc, NonFiniteLossError) else \
             f"{type(exc).__name__}: {exc}"
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", scrub_text(reason, url))
+            storage.set_trial_user_attr(trial_id, attrs_schema.FAIL_REASON,
+                                        scrub_text(reason, url))
         except Exception:  # noqa: BLE001 - the trial fails anyway
             logger.debug("could not store fail_reason", exc_info=True)
         raise
