@@ -89,7 +89,7 @@ class ConfirmReport:
 
 def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     """Single-objective: the K best COMPLETE trials. Multi-objective: Pareto trials ranked by
-    the first metric (conventions §7)."""
+    the first metric."""
     directions = [d.name.lower() for d in study.directions]
     if len(directions) > 1:
         pool = list(study.best_trials)
