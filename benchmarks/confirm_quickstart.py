@@ -27,10 +27,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
 
+    import optuna
     import yaml
 
     from losstune.studies import api
     from losstune.studies.confirm import confirm_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as the CLI does
 
     base = yaml.safe_load((REPO / "studies" / "configs" / "quickstart.yaml").read_text())
     rows = []

@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
+    import optuna
     import torch
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
@@ -39,6 +40,7 @@ def main() -> None:
     from losstune.objectives.training import prepare_data, run_trial
     from losstune.studies import api
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as the CLI does
     torch.set_num_threads(args.threads)
     fixed = {
         "loss.name": "ce", "loss.ce.label_smoothing": 0.0, "model.dropout": 0.0,

@@ -2,12 +2,12 @@
 
 This is the only module of :mod:`objectives` that knows Optuna. The search space is passed in
 (anything with ``sample(trial) -> values`` and ``to_config(values, template) -> TrialConfig``),
-so the objective itself never calls ``trial.suggest_*``.
+so the objective itself never calls ``trial.suggest_*``. The names of what it stores are in
+:mod:`losstune.objectives.attributes`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -15,11 +15,17 @@ from typing import Any, Protocol
 
 import optuna
 
+from losstune.objectives.attributes import (
+    CONFIG,
+    FAIL_REASON,
+    WORKER,
+    config_attribute,
+    result_attributes,
+)
 from losstune.objectives.config import TrialConfig
 from losstune.objectives.training import (
     NonFiniteLossError,
     TrialPrunedSignal,
-    TrialResult,
     run_trial,
 )
 
@@ -41,46 +47,6 @@ class OptunaReporter:
 
     def should_prune(self) -> bool:
         return self.trial.should_prune()
-
-
-def result_attributes(result: TrialResult) -> dict[str, Any]:
-    """User attributes of a trial (conventions §2): scalars, ``curve.*`` lists and the
-    ``per_class_f1.val`` / ``per_class_f1.test`` mappings."""
-    attrs: dict[str, Any] = {}
-    for name, value in result.val.items():
-        attrs[f"metric.val.{name}"] = _finite(value)
-    for name, value in result.test.items():
-        attrs[f"metric.test.{name}"] = _finite(value)
-    for name, value in result.terms.items():
-        attrs[f"term.{name}"] = _finite(value)
-    for name, values in result.curves.items():
-        attrs[f"curve.{name}"] = [_finite(v) for v in values]
-    # Per-class F1 as one {class name: F1} mapping per split, not one attribute per class:
-    # the dashboard shows it as a single row, and results_dataframe() skips it (not a scalar).
-    # None marks a class with neither true nor predicted documents in that split.
-    for split, per_class in (("val", result.val_per_class_f1),
-                             ("test", result.test_per_class_f1)):
-        if per_class and len(per_class) == len(result.class_names):
-            attrs[f"per_class_f1.{split}"] = {
-                name: _finite(v) for name, v in zip(result.class_names, per_class, strict=True)
-            }
-    attrs["best_epoch"] = result.best_epoch
-    attrs["epochs_run"] = result.epochs_run
-    attrs["prediction_rule"] = result.prediction_rule
-    if result.prediction_threshold is not None:
-        attrs["prediction_threshold"] = result.prediction_threshold
-    attrs["train_seconds"] = round(result.train_seconds, 4)
-    attrs["device"] = result.device
-    return attrs
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def config_attribute(config: TrialConfig) -> dict[str, Any]:
-    return config.model_dump(mode="json")
 
 
 class Objective:
@@ -120,8 +86,8 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
             config = self.config_for(trial)
-            trial.set_user_attr("config", config_attribute(config))
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            trial.set_user_attr(CONFIG, config_attribute(config))
+            trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
             reporter = None if self.multi_objective else OptunaReporter(trial)
             result = run_trial(config, reporter=reporter)
         except TrialPrunedSignal as signal:
@@ -129,10 +95,10 @@ class Objective:
                 trial.set_user_attr(key, value)
             raise optuna.TrialPruned(f"pruned at epoch {signal.epoch}") from None
         except NonFiniteLossError as exc:
-            trial.set_user_attr("fail_reason", self.scrub(str(exc)))
+            trial.set_user_attr(FAIL_REASON, self.scrub(str(exc)))
             raise
         except Exception as exc:  # every failure records why: max_failures counts these
-            trial.set_user_attr("fail_reason", self.scrub(f"{type(exc).__name__}: {exc}"))
+            trial.set_user_attr(FAIL_REASON, self.scrub(f"{type(exc).__name__}: {exc}"))
             raise
         for key, value in result_attributes(result).items():
             trial.set_user_attr(key, value)

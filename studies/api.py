@@ -12,8 +12,6 @@ Example (a notebook)::
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +23,8 @@ import yaml
 from optuna.trial import TrialState
 
 import losstune.storage as storage_pkg
-from losstune.objectives.errors import LosstuneError
+from losstune.objectives.attributes import TrialRecord
+from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
 from losstune.studies.export import (
     ExportError,
     export_document,
@@ -43,15 +42,12 @@ from losstune.studies.runner import (
     install_sigint,
 )
 from losstune.studies.spec import StudySpec, load_study_file, parse_study
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-class StudyNotFoundError(LosstuneError, KeyError):
-    """No study of that name in the storage."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
+from losstune.studies.stats import mean_ci as mean_ci
+from losstune.studies.stats import summarize_runs
+from losstune.studies.store import StudyNotFoundError as StudyNotFoundError
+from losstune.studies.store import get_study as get_study
+from losstune.studies.store import open_storage_ro as open_storage_ro
+from losstune.studies.store import resolve_url
 
 
 def load_study(path: str | Path) -> tuple[StudySpec, str]:
@@ -69,10 +65,6 @@ def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
     """Validate a study given as a dict; returns the spec and its YAML text."""
     spec = parse_study(dict(data))
     return spec, yaml.safe_dump(dict(data), sort_keys=False)
-
-
-def _url(storage: str | None, spec: StudySpec | None = None) -> str:
-    return storage_pkg.resolve_storage_url(storage, spec.storage if spec else None)
 
 
 def run_study(
@@ -93,11 +85,11 @@ def run_study(
     ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
     after that time. Ctrl-C stops after the current trial.
     """
-    from losstune.studies.launchers import get_launcher
+    from losstune.studies.launchers import LaunchRequest, get_launcher
     from losstune.studies.progress import StudyProgress, make_console
 
     console = console or make_console()
-    url = _url(storage, spec)
+    url = resolve_url(storage, spec)
     budget = n_trials if n_trials is not None else spec.n_trials
     if budget < 1:
         raise ValueError(f"`n_trials >= 1` must hold, but got n_trials={budget}")
@@ -105,13 +97,15 @@ def run_study(
     n_workers = workers if workers is not None else (spec.ray.workers if launcher != "local"
                                                      else 1)
     chosen = get_launcher(launcher)
-    if launcher != "local" and address is not None:
-        chosen.address = address  # type: ignore[attr-defined]
-    if hasattr(chosen, "echo"):  # launcher notes go where this run's output goes
-        chosen.echo = lambda text: console.print(text, highlight=False, markup=False)
+    request = LaunchRequest(
+        spec=spec, url=url, n_trials=budget, workers=n_workers, stop=StopFlag(),
+        address=address,
+        # launcher notes go where this run's output goes
+        echo=lambda text: console.print(text, highlight=False, markup=False),
+    )
     text = study_text if study_text is not None else yaml.safe_dump(
         spec.model_dump(mode="json"), sort_keys=False)
-    chosen.prepare(spec, url, n_workers)  # launcher errors leave the storage untouched
+    chosen.prepare(request)  # launcher errors leave the storage untouched
     try:
         console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
         study, created = create_or_load(spec, text, url)
@@ -132,23 +126,19 @@ def run_study(
             + (" (multi-objective: no pruning)" if spec.is_multi_objective else ""),
             highlight=False,
         )
-        stop = StopFlag()
-        restore = install_sigint(stop)
-        deadline = started + timeout if timeout else None
+        restore = install_sigint(request.stop)
+        request.deadline = started + timeout if timeout else None
         try:
             with StudyProgress(study, n_trials=budget, metric_names=spec.metric_names,
                                console=console, enabled=progress) as bar:
-                results = chosen.launch(
-                    spec, url, n_trials=budget, workers=n_workers, stop=stop,
-                    deadline=deadline, on_trial_end=lambda s, t: bar.refresh(),
-                )
+                request.on_trial_end = lambda s, t: bar.refresh()
+                results = chosen.launch(request)
         finally:
             restore()
     finally:
         chosen.close()
-    reasons = sorted({r["reason"] for r in results})
-    reason = "; ".join(reasons)
-    return _summary(study, url, budget, sum(r["started"] for r in results),
+    reason = "; ".join(sorted({r.reason for r in results}))
+    return _summary(study, url, budget, sum(r.started for r in results),
                     time.time() - started, reason, created, stale)
 
 
@@ -187,18 +177,6 @@ class StudyRow:
     created: str | None
 
 
-def open_storage_ro(storage: str | None) -> Any:
-    """Open an existing storage (an SQLite file that does not exist is an error, not created)."""
-    url = _url(storage)
-    path = storage_pkg.sqlite_path(url)
-    if path is not None and not path.exists():
-        raise storage_pkg.StorageError(
-            f"no study storage at {str(path)!r} (from {storage_pkg.mask_url(url)}); run "
-            "`losstune run STUDY.yaml` here first, or pass --storage / set LOSSTUNE_STORAGE"
-        )
-    return storage_pkg.get_storage(url)
-
-
 def list_studies(storage: str | None = None) -> list[StudyRow]:
     """Every study in the storage with trial counts and best values."""
     st = open_storage_ro(storage)
@@ -230,45 +208,37 @@ def list_studies(storage: str | None = None) -> list[StudyRow]:
     return rows
 
 
-def get_study(name: str, storage: str | None = None) -> optuna.Study:
-    """Load a study by name, with an error that lists the studies in the storage."""
-    st = open_storage_ro(storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
-    if name not in names:
-        import difflib
+@dataclass
+class StudyView:
+    """What ``losstune show`` prints: a study's counts, its chosen (or best) trial, its top
+    trials and, for multi-objective studies, its Pareto front.
 
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        shown = ", ".join(sorted(names)) if names else "none"
-        raise StudyNotFoundError(
-            f"no study named {name!r} in {storage_pkg.mask_url(_url(storage))}.{hint} "
-            f"Studies there: {shown}"
-        )
-    return optuna.load_study(study_name=name, storage=st)
+    Attributes:
+        name: the study name.
+        metric_names: the objective metrics (validation).
+        directions: ``maximize`` / ``minimize`` per metric.
+        counts: trials per state name (states with trials only).
+        chosen: the trial asked for, else the best trial of a single-objective study (None for
+            a multi-objective study or a study without a completed trial).
+        top: the best completed trials, best first (by the first metric).
+        pareto: the Pareto front by trial number (multi-objective studies; else empty).
+        confirmation_note: whether ``chosen`` was confirmed, and its winner's curse.
+        user_attrs: the study's user attributes (without the compiled space).
+    """
 
-
-def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    attrs = trial.user_attrs
-    return {
-        "number": trial.number,
-        "state": trial.state.name,
-        "values": list(trial.values) if trial.values else None,
-        "loss": trial.params.get("loss.name", (attrs.get("config") or {}).get("loss", {})
-                                 .get("terms", [{}])[0].get("name")),
-        "params": dict(trial.params),
-        "val": {k[len("metric.val."):]: v for k, v in attrs.items()
-                if k.startswith("metric.val.")},
-        "test": {k[len("metric.test."):]: v for k, v in attrs.items()
-                 if k.startswith("metric.test.")},
-        "terms": {k[len("term."):]: v for k, v in attrs.items() if k.startswith("term.")},
-        "best_epoch": attrs.get("best_epoch"),
-        "prediction_rule": attrs.get("prediction_rule"),
-        "fail_reason": attrs.get("fail_reason") or attrs.get("stale_reason"),
-    }
+    name: str
+    metric_names: list[str]
+    directions: list[str]
+    counts: dict[str, int]
+    chosen: TrialRecord | None
+    top: list[TrialRecord]
+    pareto: list[TrialRecord]
+    confirmation_note: str
+    user_attrs: dict[str, Any]
 
 
 def show_study(name: str, storage: str | None = None, *, top: int = 5,
-               trial: int | None = None) -> dict[str, Any]:
+               trial: int | None = None) -> StudyView:
     """The chosen (or best) trial, the top-k trials and the counts of a study."""
     study = get_study(name, storage)
     counts = count_states(study)
@@ -278,31 +248,29 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
     multi = len(directions) > 1
     if multi:
         ranked = best_first(complete, lambda t: t.values[0], directions[0])
-        front = [trial_row(t) for t in sorted(study.best_trials, key=lambda t: t.number)]
+        front = [TrialRecord.from_trial(t)
+                 for t in sorted(study.best_trials, key=lambda t: t.number)]
     else:
         ranked = best_first(complete, lambda t: t.value, directions[0])
         front = []
     chosen = None
     if trial is not None or not multi:
         try:
-            chosen = trial_row(pick_trial(study, trial))
+            chosen = TrialRecord.from_trial(pick_trial(study, trial))
         except ExportError:
             if trial is not None:
                 raise
-    from losstune.studies.confirm import confirmation_note
-
-    note = confirmation_note(study, chosen["number"]) if chosen else ""
-    return {
-        "name": name,
-        "confirmation_note": note,
-        "metric_names": metric_names,
-        "directions": directions,
-        "counts": {s.name: n for s, n in counts.items() if n},
-        "chosen": chosen,
-        "top": [trial_row(t) for t in ranked[:top]],
-        "pareto": front,
-        "user_attrs": {k: v for k, v in study.user_attrs.items() if k not in ("space",)},
-    }
+    return StudyView(
+        name=name,
+        metric_names=metric_names,
+        directions=directions,
+        counts={s.name: n for s, n in counts.items() if n},
+        chosen=chosen,
+        top=[TrialRecord.from_trial(t) for t in ranked[:top]],
+        pareto=front,
+        confirmation_note=confirmation_note(study, chosen.number) if chosen else "",
+        user_attrs={k: v for k, v in study.user_attrs.items() if k not in ("space",)},
+    )
 
 
 def results_dataframe(name: str, storage: str | None = None) -> Any:
@@ -313,13 +281,12 @@ def results_dataframe(name: str, storage: str | None = None) -> Any:
     metric_names = study.metric_names or ["value"]
     rows = []
     for t in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
+        record = TrialRecord.from_trial(t)
+        row: dict[str, Any] = {"number": record.number, "state": record.state}
         for i, m in enumerate(metric_names):
-            row[m] = t.values[i] if t.values else None
-        row.update(t.params)
-        for k, v in t.user_attrs.items():
-            if isinstance(v, (int, float, str, bool)) or v is None:
-                row[k] = v
+            row[m] = record.values[i] if record.values else None
+        row.update(record.params)
+        row.update(record.scalar_attributes())
         row["duration_s"] = t.duration.total_seconds() if t.duration else None
         rows.append(row)
     return pd.DataFrame(rows)
@@ -331,8 +298,6 @@ def export_trial(name: str, output: str | Path, *, storage: str | None = None,
                  confirmed: bool = False) -> tuple[Path, dict]:
     """Write trial ``trial`` (default: the best; ``confirmed``: the best confirmed) of study
     ``name`` to ``output`` as YAML. Returns the path and the document."""
-    from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
-
     study = get_study(name, storage)
     if confirmed:
         row = best_confirmed(study)
@@ -341,7 +306,7 @@ def export_trial(name: str, output: str | Path, *, storage: str | None = None,
                               f"{name}` first")
         trial = row.trial
     chosen = pick_trial(study, trial)
-    doc = export_document(study, chosen, storage_url=_url(storage))
+    doc = export_document(study, chosen, storage_url=resolve_url(storage))
     doc["provenance"]["confirmation_note"] = confirmation_note(study, chosen.number)
     rows = stored_confirmation(study)
     if chosen.number in rows:
@@ -368,7 +333,7 @@ def export_pareto(name: str, output: str | Path, *, storage: str | None = None,
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         raise ExportError(f"{existing[0]!r} already exists; pass --force to overwrite")
-    docs = [export_document(study, t, storage_url=_url(storage)) for t in front]
+    docs = [export_document(study, t, storage_url=resolve_url(storage)) for t in front]
     folder.mkdir(parents=True, exist_ok=True)
     for path, doc in zip(targets, docs, strict=True):
         write_yaml_atomic(path, doc, force=True)
@@ -386,19 +351,6 @@ class TrainReport:
     recorded_value: float | None = None
     reproduced: bool | None = None
     metric: str = "macro_f1"
-
-
-def mean_ci(values: list[float]) -> dict[str, float]:
-    """Mean, sample std and a 95% Student-t interval (half-width) of ``values``."""
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return {"mean": mean, "std": 0.0, "ci95": 0.0, "n": n}
-    std = statistics.stdev(values)
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
-    return {"mean": mean, "std": std, "ci95": half, "n": n}
 
 
 def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None = None,
@@ -426,12 +378,7 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
         results.append(result)
         runs.append({"seed": seed, "value": result.value, "best_epoch": result.best_epoch,
                      "val": result.val, "test": result.test})
-    metrics = sorted({k for r in runs for k in r["val"]} - {"train_seconds"})
-    summary = {}
-    for k in metrics:
-        summary[f"val.{k}"] = mean_ci([r["val"][k] for r in runs if k in r["val"]])
-    for k in sorted({k for r in runs for k in r["test"]}):
-        summary[f"test.{k}"] = mean_ci([r["test"][k] for r in runs if k in r["test"]])
+    summary = summarize_runs(runs, skip=frozenset({"train_seconds"}))
     report = TrainReport(config=config, seeds=seed_list, runs=runs, summary=summary,
                          metric=config.eval.metric)
     if provenance and isinstance(provenance.get("value"), (int, float)):

@@ -8,11 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from losstune.objectives.errors import LosstuneError
+
+if TYPE_CHECKING:
+    from losstune.objectives.attributes import TrialRecord
 
 STORAGE_HELP = ("Storage URL (sqlite:///FILE.db, postgresql://USER@HOST/DB, "
                 "mysql+pymysql://USER@HOST/DB). Default: $LOSSTUNE_STORAGE, else "
@@ -28,11 +31,29 @@ class UserError(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
+#: Where the group stores the log level of ``-v`` / ``-vv`` for the commands (``ctx.meta``).
+LOG_LEVEL_KEY = "losstune.log_level"
+
+
+def set_optuna_verbosity() -> None:
+    """Optuna's own logging follows ``-v``: WARNING by default, INFO with ``-v``, DEBUG with
+    ``-vv``. Only the CLI sets it (the Python API leaves it to the caller); it runs when a
+    command runs, so that ``--help`` stays fast (Optuna is not imported for it)."""
+    import optuna
+
+    ctx = click.get_current_context(silent=True)
+    level = ctx.meta.get(LOG_LEVEL_KEY, logging.WARNING) if ctx is not None else logging.WARNING
+    optuna.logging.set_verbosity(level)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command: Optuna's verbosity from ``-v``, and any :class:`LosstuneError` as one
+    ``error: ...`` line with exit status 2."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        set_optuna_verbosity()
         try:
             return fn(*args, **kwargs)
         except click.ClickException:
@@ -52,16 +73,17 @@ def _console() -> Any:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="losstune", prog_name="losstune")
-def cli(verbose: int) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """losstune: hyperparameter studies for text-classification losses.
 
     Typical session: `losstune run studies/configs/quickstart.yaml`, watch it with
     `losstune dashboard`, then `losstune export quickstart -o best.yaml` and
     `losstune train best.yaml`.
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG),
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.meta[LOG_LEVEL_KEY] = level
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -109,15 +131,15 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
         shown = api.show_study(spec.name, storage)
     except Exception:  # noqa: BLE001
         shown = None
-    if shown and shown["chosen"]:
-        _print_trial(console, shown["chosen"], shown["metric_names"], title="Best trial")
-    elif shown and shown["pareto"]:
-        console.print(f"Pareto front: {len(shown['pareto'])} trial(s) "
-                      f"{[r['number'] for r in shown['pareto']]}")
+    if shown and shown.chosen:
+        _print_trial(console, shown.chosen, shown.metric_names, title="Best trial")
+    elif shown and shown.pareto:
+        console.print(f"Pareto front: {len(shown.pareto)} trial(s) "
+                      f"{[r.number for r in shown.pareto]}")
     console.print("\nNext:")
     console.print(f"  losstune show {spec.name}{storage_flag}")
     console.print(f"  losstune dashboard{storage_flag}")
-    if shown and shown["pareto"] and not shown["chosen"]:
+    if shown and shown.pareto and not shown.chosen:
         console.print(f"  losstune export {spec.name} --pareto -o pareto/{storage_flag}")
     else:
         console.print(f"  losstune export {spec.name} -o best.yaml{storage_flag}")
@@ -160,20 +182,20 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _print_trial(console: Any, row: dict[str, Any], metric_names: list[str], *,
+def _print_trial(console: Any, record: TrialRecord, metric_names: list[str], *,
                  title: str) -> None:
-    values = ", ".join(f"{m}={v:.4f}" for m, v in zip(metric_names, row["values"] or [],
+    values = ", ".join(f"{m}={v:.4f}" for m, v in zip(metric_names, record.values or [],
                                                       strict=False))
-    console.print(f"\n{title}: #{row['number']} ({row['state']}) validation {values}; "
-                  f"kept epoch {row['best_epoch']}; rule {row['prediction_rule']}")
-    console.print("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in row["params"].items()))
-    if row["test"]:
-        keys = [k for k in ("accuracy", "micro_f1", "macro_f1") if k in row["test"]]
+    console.print(f"\n{title}: #{record.number} ({record.state}) validation {values}; "
+                  f"kept epoch {record.best_epoch}; rule {record.prediction_rule}")
+    console.print("  params: " + ", ".join(f"{k}={_fmt(v)}" for k, v in record.params.items()))
+    if record.test:
+        keys = [k for k in ("accuracy", "micro_f1", "macro_f1") if k in record.test]
         console.print("  test (never used for selection): "
-                      + ", ".join(f"{k}={row['test'][k]:.4f}" for k in keys))
-    if row["terms"]:
+                      + ", ".join(f"{k}={record.test[k]:.4f}" for k in keys))
+    if record.terms:
         console.print("  final loss terms: "
-                      + ", ".join(f"{k}={_fmt(v)}" for k, v in row["terms"].items()))
+                      + ", ".join(f"{k}={_fmt(v)}" for k, v in record.terms.items()))
 
 
 @cli.command()
@@ -191,26 +213,26 @@ def show(study: str, storage: str | None, trial_number: int | None, top: int) ->
 
     info = api.show_study(study, storage, top=top, trial=trial_number)
     console = _console()
-    counts = ", ".join(f"{n} {s.lower()}" for s, n in info["counts"].items()) or "no trials"
+    counts = ", ".join(f"{n} {s.lower()}" for s, n in info.counts.items()) or "no trials"
     console.print(f"study {study}: {counts}; objective: validation "
-                  f"{', '.join(info['metric_names'])} ({', '.join(info['directions'])})")
-    if info["chosen"]:
-        _print_trial(console, info["chosen"], info["metric_names"],
+                  f"{', '.join(info.metric_names)} ({', '.join(info.directions)})")
+    if info.chosen:
+        _print_trial(console, info.chosen, info.metric_names,
                      title="Trial" if trial_number is not None else "Best trial")
-        console.print("  " + info["confirmation_note"])
-    if info["pareto"]:
-        console.print(f"\nPareto front ({len(info['pareto'])} trials):")
-        table = Table("trial", "loss", *info["metric_names"])
-        for r in info["pareto"]:
-            table.add_row(str(r["number"]), str(r["loss"]), *[f"{v:.4f}" for v in r["values"]])
+        console.print("  " + info.confirmation_note)
+    if info.pareto:
+        console.print(f"\nPareto front ({len(info.pareto)} trials):")
+        table = Table("trial", "loss", *info.metric_names)
+        for r in info.pareto:
+            table.add_row(str(r.number), str(r.loss), *[f"{v:.4f}" for v in r.values or []])
         console.print(table)
-    table = Table("rank", "trial", "loss", *[f"val {m}" for m in info["metric_names"]],
+    table = Table("rank", "trial", "loss", *[f"val {m}" for m in info.metric_names],
                   "test macro_f1", "test accuracy", "epoch", title=f"Top {top}")
-    for i, r in enumerate(info["top"], 1):
-        table.add_row(str(i), str(r["number"]), str(r["loss"]),
-                      *[f"{v:.4f}" for v in r["values"] or []],
-                      _fmt(r["test"].get("macro_f1", "-")), _fmt(r["test"].get("accuracy", "-")),
-                      _fmt(r["best_epoch"]))
+    for i, r in enumerate(info.top, 1):
+        table.add_row(str(i), str(r.number), str(r.loss),
+                      *[f"{v:.4f}" for v in r.values or []],
+                      _fmt(r.test.get("macro_f1", "-")), _fmt(r.test.get("accuracy", "-")),
+                      _fmt(r.best_epoch))
     console.print(table)
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from losstune.objectives.attributes import LOSS_PARAM, TrialRecord
 from losstune.studies.confirm import best_confirmed
+from losstune.studies.export import ExportError, pick_trial
+from losstune.studies.store import get_study
 
 
 def compare_studies(names: list[str], storage: str | None = None) -> list[dict[str, Any]]:
     """One row per study: its best trial (value, loss, test metrics) and its best confirmed
     configuration (mean and 95% interval over fresh seeds), when it was confirmed."""
-    from losstune.studies.api import get_study
-    from losstune.studies.export import ExportError, pick_trial
-
     rows = []
     for name in names:
         study = get_study(name, storage)
@@ -22,10 +22,11 @@ def compare_studies(names: list[str], storage: str | None = None) -> list[dict[s
                                "metric": metric, "trials": len(study.trials)}
         try:
             best = pick_trial(study, None)
-            row.update(best_trial=best.number, best_loss=best.params.get("loss.name", "-"),
+            record = TrialRecord.from_trial(best)
+            row.update(best_trial=record.number, best_loss=record.params.get(LOSS_PARAM, "-"),
                        best_value=best.value,
-                       best_test_macro_f1=best.user_attrs.get("metric.test.macro_f1"),
-                       best_test_accuracy=best.user_attrs.get("metric.test.accuracy"))
+                       best_test_macro_f1=record.test.get("macro_f1"),
+                       best_test_accuracy=record.test.get("accuracy"))
         except ExportError:
             row.update(best_trial=None, best_loss="-", best_value=None,
                        best_test_macro_f1=None, best_test_accuracy=None)

@@ -23,8 +23,12 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from losstune.objectives import attributes as attrs_schema
+from losstune.objectives.attributes import TrialRecord, result_attributes
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.optuna_parts import best_first
+from losstune.studies.stats import mean_ci
+from losstune.studies.store import get_study, open_storage_ro
 
 CONFIRM_SUFFIX = "--confirm"
 
@@ -85,13 +89,13 @@ class ConfirmReport:
 
 def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
     """Single-objective: the K best COMPLETE trials. Multi-objective: Pareto trials ranked by
-    the first metric (conventions §7)."""
+    the first metric."""
     directions = [d.name.lower() for d in study.directions]
     if len(directions) > 1:
         pool = list(study.best_trials)
     else:
         pool = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    pool = [t for t in pool if t.values and "config" in t.user_attrs]
+    pool = [t for t in pool if t.values and attrs_schema.CONFIG in t.user_attrs]
     return best_first(pool, lambda t: t.values[0], directions[0])[:k]
 
 
@@ -108,7 +112,6 @@ def confirm_study(
 
     from losstune.objectives.config import TrialConfig
     from losstune.objectives.training import NonFiniteLossError, run_trial
-    from losstune.studies.api import get_study, mean_ci, open_storage_ro
 
     if top < 1 or seeds < 1:
         raise ConfirmError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
@@ -129,7 +132,8 @@ def confirm_study(
     started = time.time()
     rows: list[ConfirmRow] = []
     for trial in chosen:
-        config = TrialConfig.model_validate(trial.user_attrs["config"])
+        record = TrialRecord.from_trial(trial)
+        config = TrialConfig.model_validate(record.config)
         if config.plugins:
             from losstune.objectives.plugins import import_plugin_modules
 
@@ -157,7 +161,7 @@ def confirm_study(
                                f"seed {diverged}; it cannot be confirmed")
         row = ConfirmRow(
             trial=trial.number,
-            loss=str(trial.params.get("loss.name") or config.loss.primary.name),
+            loss=str(record.loss or config.loss.primary.name),
             single_value=float(trial.values[0]),
             seeds=seed_list,
             val=vals,
@@ -185,11 +189,10 @@ def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
 
 def _record(linked: optuna.Study, source: optuna.trial.FrozenTrial, seed: int, result: Any,
             metric: str) -> None:
-    from losstune.objectives.objective import result_attributes
-
-    attrs = {k: v for k, v in result_attributes(result).items() if not k.startswith("curve.")}
-    attrs.update({"source_trial": source.number, "seed": seed,
-                  "config": source.user_attrs.get("config")})
+    attrs = {k: v for k, v in result_attributes(result).items()
+             if not k.startswith(attrs_schema.CURVE_PREFIX)}
+    attrs.update({attrs_schema.SOURCE_TRIAL: source.number, attrs_schema.SEED: seed,
+                  attrs_schema.CONFIG: source.user_attrs.get(attrs_schema.CONFIG)})
     value = float(result.value)
     if not math.isfinite(value):
         return

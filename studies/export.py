@@ -13,6 +13,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from losstune.objectives.attributes import TrialRecord, config_terms
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.runner import git_commit, losstune_version
 from losstune.studies.secrets import scrub
@@ -65,30 +66,29 @@ def export_document(study: optuna.Study, trial: FrozenTrial, *, storage_url: str
             f"trial {trial.number} of study {study.study_name!r} is {trial.state.name}; only "
             "COMPLETE trials can be exported"
         )
-    config = trial.user_attrs.get("config")
-    if not isinstance(config, dict):
+    record = TrialRecord.from_trial(trial)
+    if record.config is None:
         raise ExportError(f"trial {trial.number} has no stored config (not made by losstune?)")
     metric_names = study.metric_names or ["value"]
-    attrs = trial.user_attrs
     provenance: dict[str, Any] = {
         "study": study.study_name,
         "trial": trial.number,
         "metric": metric_names[0] if len(metric_names) == 1 else metric_names,
         "value": trial.value if len(study.directions) == 1 else list(trial.values),
-        "best_epoch": attrs.get("best_epoch"),
-        "params": dict(trial.params),
-        "val": {k.split(".", 2)[2]: v for k, v in attrs.items() if k.startswith("metric.val.")},
-        "test": {k.split(".", 2)[2]: v for k, v in attrs.items() if k.startswith("metric.test.")},
-        "terms": {k.split(".", 1)[1]: v for k, v in attrs.items() if k.startswith("term.")},
-        "prediction_rule": attrs.get("prediction_rule"),
-        "device": attrs.get("device"),
+        "best_epoch": record.best_epoch,
+        "params": record.params,
+        "val": record.val,
+        "test": record.test,
+        "terms": record.terms,
+        "prediction_rule": record.prediction_rule,
+        "device": record.device,
         "exported_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "losstune_version": losstune_version(),
         "study_losstune_version": study.user_attrs.get("losstune_version"),
         "git_commit": git_commit(),
         "packages": package_versions(),
     }
-    config = dict(config)
+    config = dict(record.config)
     config["plugin_packages"] = plugin_packages(config)
     doc = {"losstune_export": EXPORT_FORMAT, "config": config, "provenance": provenance}
     return scrub(doc, storage_url)
@@ -108,7 +108,7 @@ def plugin_packages(config: dict[str, Any]) -> list[dict[str, Any]]:
     if modules:
         import_plugin_modules(modules)
     parts = [f"module:{m}" for m in modules]
-    parts += [f"loss:{t['name']}" for t in config.get("loss", {}).get("terms", [])]
+    parts += [f"loss:{name}" for name in config_terms(config)]
     parts += [f"model:{config.get('model', {}).get('head')}",
               f"dataset:{config.get('data', {}).get('name')}"]
     return sources_for(parts)

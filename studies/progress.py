@@ -25,6 +25,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from losstune.objectives.attributes import TrialRecord
+
 
 class _Field(ProgressColumn):
     def __init__(self, key: str) -> None:
@@ -147,21 +149,13 @@ class StudyProgress:
             if not t.state.is_finished() or t.number in self._seen:
                 continue
             self._seen.add(t.number)
-            if t.state == TrialState.COMPLETE and t.values:
-                value = ", ".join(f"{v:.4f}" for v in t.values)
+            record = TrialRecord.from_trial(t)
+            if t.state == TrialState.COMPLETE and record.values:
+                value = ", ".join(f"{v:.4f}" for v in record.values)
                 what = f"complete, {'/'.join(self.metric_names)} {value}"
             elif t.state == TrialState.FAIL:
-                reason = t.user_attrs.get("fail_reason") or t.user_attrs.get("stale_reason", "")
-                what = f"FAILED: {reason}"
+                what = f"FAILED: {record.fail_reason or ''}"
             else:
-                what = t.state.name.lower()
-            loss = t.params.get("loss.name") or _config_loss(t.user_attrs.get("config"))
-            self.console.print(f"trial {t.number} [{loss}] {what}  ({best})",
+                what = record.state.lower()
+            self.console.print(f"trial {t.number} [{record.loss_label}] {what}  ({best})",
                                markup=False, highlight=False)
-
-
-def _config_loss(config: object) -> str:
-    try:
-        return "+".join(term["name"] for term in config["loss"]["terms"])  # type: ignore[index]
-    except (TypeError, KeyError):
-        return ""

@@ -24,6 +24,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from losstune.objectives.attributes import LOSS_PARAM, TrialRecord
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.secrets import scrub_text
 
@@ -66,7 +67,7 @@ def loss_substudy(study: optuna.Study, loss: str) -> optuna.Study:
     """An in-memory study with only the COMPLETE trials that chose ``loss``."""
     sub = optuna.create_study(directions=[d.name.lower() for d in study.directions])
     for t in _complete(study):
-        if t.params.get("loss.name") == loss:
+        if t.params.get(LOSS_PARAM) == loss:
             sub.add_trial(optuna.trial.create_trial(
                 params=dict(t.params), distributions=dict(t.distributions),
                 values=list(t.values), user_attrs={}, state=TrialState.COMPLETE))
@@ -149,8 +150,8 @@ def _per_loss_sections(study: optuna.Study, fig_dir: Path) -> list[Section]:
     import optuna.visualization as vis
     import optuna.visualization.matplotlib as mvis
 
-    losses = sorted({str(t.params["loss.name"]) for t in _complete(study)
-                     if "loss.name" in t.params})
+    losses = sorted({str(t.params[LOSS_PARAM]) for t in _complete(study)
+                     if LOSS_PARAM in t.params})
     sections = []
     for loss in losses:
         sub = loss_substudy(study, loss)
@@ -190,11 +191,11 @@ def _term_section(study: optuna.Study, fig_dir: Path, k: int = 3) -> Section:
                       "Mean value of each named loss term per epoch (user attributes "
                       "curve.term_*), and the validation metric.")
     for trial in _best_trials(study, k):
-        curves = {k_[len("curve.term_"):]: v for k_, v in trial.user_attrs.items()
-                  if k_.startswith("curve.term_")}
+        record = TrialRecord.from_trial(trial)
+        curves = record.term_curves
         if not curves:
             continue
-        val = trial.user_attrs.get("curve.val_" + (study.metric_names or ["macro_f1"])[0], [])
+        val = record.val_curve((study.metric_names or ["macro_f1"])[0])
         fig = go.Figure()
         for name, values in curves.items():
             fig.add_trace(go.Scatter(y=values, mode="lines+markers", name=f"term {name}"))
@@ -275,19 +276,19 @@ def _groups_section(study: optuna.Study, fig_dir: Path, k: int = 5) -> Section |
     import numpy as np
     import plotly.graph_objects as go
 
-    trials = _best_trials(study, k)
+    trials = [TrialRecord.from_trial(t) for t in _best_trials(study, k)]
     groups = [g for g in ("head", "medium", "tail")
-              if any(f"metric.test.{g}_macro_f1" in t.user_attrs for t in trials)]
+              if any(f"{g}_macro_f1" in t.test for t in trials)]
     if len(groups) < 2:  # one group only (e.g. R8): nothing to compare
         return None
     fig = go.Figure()
     mfig, ax = plt.subplots()
     width = 0.8 / max(len(trials), 1)
     for i, t in enumerate(trials):
-        ys = [t.user_attrs.get(f"metric.test.{g}_macro_f1") or 0.0 for g in groups]
-        fig.add_trace(go.Bar(x=groups, y=ys, name=f"#{t.number} {t.params.get('loss.name', '')}"))
-        ax.bar(np.arange(len(groups)) + i * width, ys, width,
-               label=f"#{t.number} {t.params.get('loss.name', '')}")
+        ys = [t.test.get(f"{g}_macro_f1") or 0.0 for g in groups]
+        label = f"#{t.number} {t.params.get(LOSS_PARAM, '')}"
+        fig.add_trace(go.Bar(x=groups, y=ys, name=label))
+        ax.bar(np.arange(len(groups)) + i * width, ys, width, label=label)
     fig.update_layout(barmode="group", title="Test macro-F1 by class group (training frequency)",
                       yaxis_title="macro-F1")
     ax.set_xticks(np.arange(len(groups)) + width * (len(trials) - 1) / 2, groups)
@@ -295,8 +296,7 @@ def _groups_section(study: optuna.Study, fig_dir: Path, k: int = 5) -> Section |
     ax.legend()
     ax.set_title("Test macro-F1 by class group")
     _save_png(mfig, fig_dir / "class_groups.png")
-    groups_cfg = ((trials[0].user_attrs.get("config") or {}).get("eval") or {}).get(
-        "class_groups") or (35, 8)
+    groups_cfg = ((trials[0].config or {}).get("eval") or {}).get("class_groups") or (35, 8)
     section = Section("Head / medium / tail classes",
                       f"Classes grouped by training frequency: head ≥ {groups_cfg[0]}, tail ≤ "
                       f"{groups_cfg[1]} training documents (eval.class_groups).")
@@ -358,8 +358,7 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
     import matplotlib
 
     matplotlib.use("Agg")
-    from losstune.storage import resolve_storage_url
-    from losstune.studies.api import get_study
+    from losstune.studies.store import get_study, resolve_url
 
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -372,7 +371,7 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
     study = get_study(name, storage)
     if not _complete(study):
         raise ReportError(f"study {name!r} has no completed trial to report on")
-    url = resolve_storage_url(storage)
+    url = resolve_url(storage)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     try:
         fig_dir = tmp / "figures"

@@ -26,6 +26,8 @@ import optuna
 from optuna.trial import TrialState
 
 import losstune.storage as storage_pkg
+from losstune.objectives import attributes as attrs_schema
+from losstune.objectives.attributes import TrialRecord
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.secrets import scrub_text
 from losstune.studies.spec import StudySpec
@@ -126,9 +128,9 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     if commit:
         study.set_user_attr("git_commit", commit)
     for params in baseline_trials(spec, space):
-        study.enqueue_trial(params, user_attrs={"baseline": True}, skip_if_exists=True)
+        study.enqueue_trial(params, user_attrs={attrs_schema.BASELINE: True}, skip_if_exists=True)
     for params in spec.enqueue:
-        study.enqueue_trial(params, user_attrs={"enqueued": True})  # each entry runs
+        study.enqueue_trial(params, user_attrs={attrs_schema.ENQUEUED: True})  # each entry runs
     _set_note(study, spec, url)
     return study, True
 
@@ -247,7 +249,7 @@ def counted_failures(study: optuna.Study) -> int:
     retried = {t.system_attrs.get("failed_trial") for t in trials}
     return sum(
         1 for t in trials
-        if t.state == TrialState.FAIL and "stale_reason" not in t.user_attrs
+        if t.state == TrialState.FAIL and attrs_schema.STALE_REASON not in t.user_attrs
         and t.number not in retried
     )
 
@@ -279,7 +281,7 @@ def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
     callback = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
     heartbeats = _heartbeat_trial_ids(storage, study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = str(trial.user_attrs.get("worker", ""))
+        worker = str(TrialRecord.from_trial(trial).worker or "")
         owner = tune_owner(trial)
         dead_here = False
         if owner is not None:
@@ -300,7 +302,7 @@ def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
             continue
         try:
             storage.set_trial_user_attr(
-                trial._trial_id, "stale_reason",
+                trial._trial_id, attrs_schema.STALE_REASON,
                 ("Ray Tune driver died" if owner else "worker process died") if dead_here
                 else "no heartbeat",
             )
@@ -318,13 +320,13 @@ def _retry_source(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
     describe the dead attempt (the callback copies every user attribute to the retry)."""
     trial = copy.deepcopy(trial)
     trial.user_attrs = {k: v for k, v in trial.user_attrs.items()
-                        if k not in ("stale_reason", TUNE_OWNER_ATTR)}
+                        if k not in (attrs_schema.STALE_REASON, TUNE_OWNER_ATTR)}
     return trial
 
 
-#: User attribute marking a trial asked by a Ray Tune driver: ``"HOST:PID:NUMBER"``. The trial
-#: number guards against copies: Optuna's retry callback copies user attributes to the retry.
-TUNE_OWNER_ATTR = "tune_owner"
+#: User attribute marking a trial asked by a Ray Tune driver: ``"HOST:PID:NUMBER"`` (its name is
+#: :data:`losstune.objectives.attributes.TUNE_OWNER`).
+TUNE_OWNER_ATTR = attrs_schema.TUNE_OWNER
 
 
 def tune_owner(trial: optuna.trial.FrozenTrial) -> tuple[str, int] | None:

@@ -29,7 +29,7 @@ def _project_modules() -> list[str]:
 def _error_classes() -> list[type[BaseException]]:
     found = []
     for name in _project_modules():
-        if name.endswith("._tune_core") or name.endswith(".ray_tune"):
+        if name.endswith("._tune_core"):
             continue  # imports Ray at the top; its errors are LauncherError (checked elsewhere)
         module = importlib.import_module(name)
         for _, obj in inspect.getmembers(module, inspect.isclass):

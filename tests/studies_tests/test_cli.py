@@ -120,3 +120,27 @@ def test_password_never_printed(study_file: Path) -> None:
     result = CliRunner().invoke(cli, ["studies", "--storage", url])
     assert result.exit_code == 2
     assert "s3cret-pw" not in result.output and "***" in result.output
+
+
+def test_optuna_logging_is_set_by_the_cli_not_by_the_api(study_file: Path) -> None:
+    import logging
+    import subprocess
+    import sys
+
+    import optuna
+
+    code = ("import optuna\noptuna.logging.set_verbosity(optuna.logging.DEBUG)\n"
+            "from losstune.studies import api\nprint(optuna.logging.get_verbosity())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == str(logging.DEBUG), "importing the API must not change it"
+    before = optuna.logging.get_verbosity()
+    try:
+        for flags, level in (([], logging.WARNING), (["-v"], logging.INFO),
+                             (["-vv"], logging.DEBUG), (["-vvv"], logging.DEBUG)):
+            optuna.logging.set_verbosity(logging.ERROR)
+            result = CliRunner().invoke(cli, [*flags, "space", str(study_file)])
+            assert result.exit_code == 0, result.output
+            assert optuna.logging.get_verbosity() == level, flags
+    finally:
+        optuna.logging.set_verbosity(before)

@@ -208,6 +208,16 @@ def test_notebook_api_round_trip(sqlite_url: str, tmp_path: Path) -> None:
     report = api.train_config(config, provenance=provenance)
     assert report.reproduced is True
     assert report.runs[0]["value"] == pytest.approx(best["macro_f1"])
+    view = api.show_study("nb", storage=sqlite_url)
+    assert view.chosen is not None and view.chosen.number == int(best["number"])
+    assert view.chosen.loss == best["loss.name"]
+    assert view.chosen.test["macro_f1"] == best["metric.test.macro_f1"]
+    assert "not confirmed yet" in view.confirmation_note and len(view.top) == 3
+    # what the API re-exports for notebooks (defined in studies/store.py and stats.py)
+    assert api.get_study("nb", sqlite_url).study_name == "nb"
+    with pytest.raises(api.StudyNotFoundError, match="Did you mean 'nb'"):
+        api.get_study("nbb", sqlite_url)
+    assert api.mean_ci([1.0, 3.0])["mean"] == 2.0
     spec2, _ = api.load_study(REPO / "studies" / "configs" / "quickstart.yaml")
     assert spec2.name == "quickstart"
     rows = api.list_studies(sqlite_url)

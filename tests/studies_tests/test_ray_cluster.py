@@ -90,7 +90,7 @@ def _shutdown_ray() -> None:
 def test_a_local_run_is_not_captured_by_ray_address(head: tuple[str, str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from losstune.studies import api
-    from losstune.studies.ray_launch import connect
+    from losstune.studies.launchers._ray_core import connect
 
     address, _ = head
     _shutdown_ray()

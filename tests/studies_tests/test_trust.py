@@ -49,10 +49,10 @@ def test_confirm_stores_per_seed_and_summary_results(tiny_done: str) -> None:
 
 
 def test_show_and_export_report_the_confirmation(tiny_done: str, tmp_path: Path) -> None:
-    before = api.show_study("tiny", tiny_done)["confirmation_note"]
+    before = api.show_study("tiny", tiny_done).confirmation_note
     assert "not confirmed yet" in before
     confirm_study("tiny", storage=tiny_done, top=2, seeds=2)
-    after = api.show_study("tiny", tiny_done)["confirmation_note"]
+    after = api.show_study("tiny", tiny_done).confirmation_note
     assert "confirmed with 2 fresh seeds" in after and "winner's curse" in after
     path, doc = api.export_trial("tiny", tmp_path / "c.yaml", storage=tiny_done,
                                  confirmed=True)
@@ -97,7 +97,9 @@ def test_multi_objective_study_pareto_export_and_no_pruning(sqlite_url: str,
     assert [d.name for d in st.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert all(t.state.name == "COMPLETE" and len(t.values) == 2 for t in st.trials)
     shown = api.show_study("multi", sqlite_url)
-    assert shown["pareto"] and shown["chosen"] is None
+    assert shown.pareto and shown.chosen is None
+    assert [r.number for r in shown.pareto] == sorted(t.number for t in st.best_trials)
+    assert all(len(r.values or []) == 2 and r.loss for r in shown.pareto)
     result = CliRunner().invoke(cli, ["export", "multi", "-o", str(tmp_path / "b.yaml"),
                                       "--storage", sqlite_url])
     assert result.exit_code == 2 and "--pareto" in result.output

@@ -99,7 +99,7 @@ def test_scheduler_settings_are_checked() -> None:
     import importlib.util
 
     require(importlib.util.find_spec("ray") is not None, "Ray (the 'ray' extra)")
-    from losstune.studies.ray_tune import make_scheduler, max_epochs
+    from losstune.studies.launchers._tune_core import make_scheduler, max_epochs
 
     spec, _ = api.study_from_dict(tiny_study(ray={"scheduler": "asha"}))
     assert max_epochs(spec) == 4 and make_scheduler(spec)._max_t == 5

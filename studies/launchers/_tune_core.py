@@ -11,13 +11,13 @@ What differs from ``--launcher ray`` (see docs/distributed.md):
   (:func:`losstune.studies.runner.fail_stale_trials`).
 * Early stopping is Tune's scheduler (``ray.scheduler: asha``), not the study's Optuna pruner.
   Upstream ``OptunaSearch`` records a trial that ASHA stopped as COMPLETE with its early-epoch
-  value (conventions §6); :class:`StudySearch` records it PRUNED, with the user attributes of
-  its last result.
+  value; :class:`StudySearch` records it PRUNED, with the user attributes of its last result.
 * The budget is the same: :meth:`StudySearch.suggest` claims trials under
   :func:`losstune.storage.budget_lock` while ``finished + running < n_trials``, and replaces
   failed ones.
 
-This module imports Ray at the top: it is imported only by ``TuneLauncher.launch()``.
+This module imports Ray at the top: only :class:`losstune.studies.launchers.tune.TuneLauncher`
+imports it, when a Tune study is prepared or launched.
 """
 
 from __future__ import annotations
@@ -40,11 +40,20 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 import losstune.storage as storage_pkg
-from losstune.studies.launchers import LauncherError
+from losstune.objectives import attributes as attrs_schema
+from losstune.objectives.attributes import config_attribute, result_attributes
+from losstune.objectives.training import NonFiniteLossError, Reporter, run_trial
+from losstune.studies.launchers._ray_core import (
+    RayCluster,
+    announce_plan,
+    connect,
+    disconnect,
+    rebuild_spec,
+    spec_for_workers,
+)
+from losstune.studies.launchers.base import LauncherError, LaunchRequest, WorkerResult
 from losstune.studies.optuna_parts import make_sampler
-from losstune.studies.ray_launch import announce_plan, connect, rebuild_spec, spec_for_workers
 from losstune.studies.runner import (
-    TUNE_OWNER_ATTR,
     StopFlag,
     _fail_heartbeat_stale,
     count_states,
@@ -69,7 +78,7 @@ NO_HEARTBEAT_NOTE = (
     "note: Ray Tune asks and tells Optuna from the driver, so its trials have no Optuna "
     "heartbeat: if this process dies, its trials stay RUNNING until the next `losstune run` of "
     "this study fails them and queues their retries (they carry the user attribute "
-    f"{TUNE_OWNER_ATTR!r})."
+    f"{attrs_schema.TUNE_OWNER!r})."
 )
 
 
@@ -77,7 +86,7 @@ NO_HEARTBEAT_NOTE = (
 class StudySearch(OptunaSearch):
     """``OptunaSearch`` on the study's storage, with losstune's budget and trial records."""
 
-    def __init__(self, spec: StudySpec, url: str, *, n_trials: int, stop: StopFlag,
+    def __init__(self, spec: StudySpec, url: str, *, n_trials: int, stop: StopFlag | None,
                  deadline: float | None) -> None:
         self._spec = spec
         self._url = url
@@ -152,7 +161,7 @@ class StudySearch(OptunaSearch):
                 warnings.filterwarnings("ignore", message=".*Heartbeat of storage.*")
                 config = super().suggest(trial_id)
             ot_trial = self._ot_trials[trial_id]
-            ot_trial.set_user_attr(TUNE_OWNER_ATTR, f"{self._owner}:{ot_trial.number}")
+            ot_trial.set_user_attr(attrs_schema.TUNE_OWNER, f"{self._owner}:{ot_trial.number}")
         self.started += 1
         out = dict(config or {})
         out[TRIAL_ID_KEY] = ot_trial._trial_id
@@ -194,30 +203,28 @@ class StudySearch(OptunaSearch):
         if error:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         elif not result:
-            ot_trial.set_user_attr("stale_reason", "stopped by Ray Tune before it reported")
+            ot_trial.set_user_attr(attrs_schema.STALE_REASON,
+                                   "stopped by Ray Tune before it reported")
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         elif result.get(FINAL_KEY):
             values = [float(v) for v in result[VALUES_KEY]]
             self._ot_study.tell(ot_trial, values if self._multi else values[0])
         else:  # stopped early by Tune's scheduler (ASHA): PRUNED, not COMPLETE
             self._report(trial_id, result)
-            ot_trial.set_user_attr("pruned_by", "ray.tune scheduler")
+            ot_trial.set_user_attr(attrs_schema.PRUNED_BY, "ray.tune scheduler")
             self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
 
 
 # ---------------------------------------------------------------------- workers: the trainable
-class TuneReporter:
+class TuneReporter(Reporter):
     """Adapts Tune to :class:`losstune.objectives.training.Reporter`: one ``tune.report`` per
-    epoch,
-    carrying the trial's user attributes so far (so an ASHA-stopped trial keeps them)."""
+    epoch, carrying the trial's user attributes so far (so an ASHA-stopped trial keeps them)."""
 
     def __init__(self, metric: str) -> None:
         self.metric = metric
         self._attrs = "{}"
 
     def observe(self, partial: Any) -> None:
-        from losstune.objectives.objective import result_attributes
-
         self._attrs = json.dumps(result_attributes(partial))
 
     def report(self, value: float, step: int) -> None:
@@ -242,17 +249,15 @@ def _setup(spec_data: dict[str, Any], url: str) -> tuple[StudySpec, Any, Any, di
 
 def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) -> None:
     """One Tune trial: build the config from the sampled values, train, report."""
-    from losstune.objectives.objective import config_attribute, result_attributes
-    from losstune.objectives.training import NonFiniteLossError, run_trial
-
     spec, storage, space, template = _setup(spec_data, url)
     values = dict(config)
     trial_id = int(values.pop(TRIAL_ID_KEY))
     names = spec.metric_names
     try:  # every failure (config included) records why: max_failures counts these
         trial_config = space.to_config(values, template)
-        storage.set_trial_user_attr(trial_id, "config", config_attribute(trial_config))
-        storage.set_trial_user_attr(trial_id, "worker",
+        storage.set_trial_user_attr(trial_id, attrs_schema.CONFIG,
+                                    config_attribute(trial_config))
+        storage.set_trial_user_attr(trial_id, attrs_schema.WORKER,
                                     f"{socket.gethostname()}:{os.getpid()}")
         reporter = None if spec.is_multi_objective else TuneReporter(names[0])
         result = run_trial(trial_config, reporter=reporter)
@@ -260,7 +265,8 @@ def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) ->
         reason = str(exc) if isinstance(exc, NonFiniteLossError) else \
             f"{type(exc).__name__}: {exc}"
         try:
-            storage.set_trial_user_attr(trial_id, "fail_reason", scrub_text(reason, url))
+            storage.set_trial_user_attr(trial_id, attrs_schema.FAIL_REASON,
+                                        scrub_text(reason, url))
         except Exception:  # noqa: BLE001 - the trial fails anyway
             logger.debug("could not store fail_reason", exc_info=True)
         raise
@@ -320,36 +326,27 @@ def make_scheduler(spec: StudySpec) -> Any:
                             f"for ASHA: {exc or type(exc).__name__}") from None
 
 
-def run_tune(
-    spec: StudySpec,
-    url: str,
-    *,
-    n_trials: int,
-    workers: int,
-    stop: StopFlag,
-    deadline: float | None,
-    address: str | None,
-    echo: Any = print,
-    cluster: Any = None,
-) -> list[dict[str, Any]]:
-    """Run the study's remaining trials with Ray Tune (the TuneLauncher's body)."""
-    import ray
-
+def run_tune(request: LaunchRequest, *, cluster: RayCluster | None = None
+             ) -> list[WorkerResult]:
+    """Run the study's remaining trials with Ray Tune (the TuneLauncher's body). ``cluster``:
+    the connection :meth:`TuneLauncher.prepare` made (None: connect now)."""
+    spec, url, workers, echo = request.spec, request.url, request.workers, request.echo
     scheduler = make_scheduler(spec)  # argument errors before Ray starts
     # Our Ctrl-C handler (first press: no new trials; running ones finish) instead of Tune's,
     # and trials in the driver's folder, so that relative paths in study files keep working.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no Tune tables
-    cluster = cluster if cluster is not None else connect(spec, address)
+    cluster = cluster if cluster is not None else connect(spec, request.address)
     results_dir = tempfile.mkdtemp(prefix="losstune-tune-")
     try:
-        plan = announce_plan(spec, url, cluster, workers, echo)
+        plan = announce_plan(request, cluster)
         echo(NO_HEARTBEAT_NOTE)
         if scheduler is None:
             echo("note: Ray Tune path without ray.scheduler: no early stopping (the study's "
                  "Optuna pruner is not used by Tune); set `ray.scheduler: asha` to prune")
-        search = StudySearch(spec, url, n_trials=n_trials, stop=stop, deadline=deadline)
+        search = StudySearch(spec, url, n_trials=request.n_trials, stop=request.stop,
+                             deadline=request.deadline)
         fn = tune.with_parameters(trainable, spec_data=spec_for_workers(spec, plan.device),
                                   url=url)
         fn = tune.with_resources(fn, {"cpu": plan.num_cpus, "gpu": plan.num_gpus})
@@ -361,12 +358,11 @@ def run_tune(
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
         tuner.fit()
-        return [{"started": search.started, "reason": search.stopped_reason,
-                 "pid": os.getpid()}]
+        return [WorkerResult(started=search.started, reason=search.stopped_reason,
+                             pid=os.getpid())]
     finally:
         shutil.rmtree(results_dir, ignore_errors=True)
-        if cluster.started:
-            ray.shutdown()
+        disconnect(cluster)
 
 
 __all__ = ["NO_HEARTBEAT_NOTE", "StudySearch", "TuneReporter", "make_scheduler", "max_epochs",

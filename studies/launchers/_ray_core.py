@@ -1,15 +1,13 @@
-"""Ray for studies: connecting to a cluster, checking resources, and the worker tasks of
-``losstune run --launcher ray``.
+"""Ray mechanics of the Ray launchers: connecting to a cluster, checking resources, the stop
+signal and the worker tasks of ``losstune run --launcher ray``.
 
 Each worker is a Ray task that runs :func:`losstune.studies.runner.run_worker` (Optuna's
-``optimize``
-loop, one trial at a time, under the shared budget lock) against the study's RDB storage, so
-pruning, heartbeats, retries of stale trials and optuna-dashboard work as in a local run. The
-study file travels to the workers as a dict (``StudySpec.model_dump``) and is validated again
-there, which also imports the study's ``plugins:``.
+``optimize`` loop, one trial at a time, under the shared budget lock) against the study's RDB
+storage, so pruning, heartbeats, retries of stale trials and optuna-dashboard work as in a local
+run. The study file travels to the workers as a dict (``StudySpec.model_dump``) and is
+validated again there, which also imports the study's ``plugins:``.
 
-Ray is imported inside the functions only: this module is imported by the Ray launchers'
-``launch()``, never on the CLI's import path.
+Ray is imported inside the functions only: the launchers import this module on the CLI's path.
 """
 
 from __future__ import annotations
@@ -18,12 +16,11 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import losstune.storage as storage_pkg
-from losstune.studies.launchers import LauncherError
+from losstune.studies.launchers.base import LauncherError, LaunchRequest, WorkerResult
 from losstune.studies.runner import StopFlag, run_worker
 from losstune.studies.secrets import scrub_text
 from losstune.studies.spec import StudySpec, parse_study
@@ -53,8 +50,8 @@ def connect(spec: StudySpec, address: str | None) -> RayCluster:
     """Start a local Ray instance, or join ``address`` (flag, else ``ray.address``).
 
     Without an address Ray is started with ``address="local"``: neither ``$RAY_ADDRESS`` nor
-    the cluster file an earlier ``ray start`` left behind can capture a local run
-    (conventions §6). A process already connected to Ray (a notebook, a test) keeps its cluster.
+    the cluster file an earlier ``ray start`` left behind can capture a local run. A process
+    already connected to Ray (a notebook, a test) keeps its cluster.
     """
     import ray
 
@@ -85,6 +82,16 @@ def connect(spec: StudySpec, address: str | None) -> RayCluster:
     return _describe_cluster(RayCluster(started=True, address=target))
 
 
+def disconnect(cluster: RayCluster) -> None:
+    """Shut down the Ray instance ``cluster`` describes, when this process started it."""
+    if not cluster.started:
+        return
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def _describe_cluster(cluster: RayCluster) -> RayCluster:
     import ray
 
@@ -101,8 +108,6 @@ class WorkerPlan:
     device: str | None  # train.device for the workers (None: the study file's)
     slots: int  # workers that fit on the cluster at once
     notes: list[str] = field(default_factory=list)
-
-
 def plan_resources(spec: StudySpec, cluster: RayCluster, workers: int) -> WorkerPlan:
     """Check the study's per-worker resources against the cluster's nodes.
 
@@ -194,11 +199,12 @@ def spec_for_workers(spec: StudySpec, device: str | None) -> dict[str, Any]:
 
 
 def rebuild_spec(data: dict[str, Any]) -> StudySpec:
+    """The study in a Ray worker process (which also sets Optuna's logging there: the driver's
+    CLI sets it in the driver only)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import optuna
 
-    # the driver's CLI sets it
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return parse_study(data, source="study file (in a Ray worker)")
 
@@ -241,13 +247,12 @@ class RemoteStop(StopFlag):
 
 
 def worker_entry(spec_data: dict[str, Any], url: str, n_trials: int, worker_index: int,
-                 deadline: float | None, stop_handle: Any) -> dict[str, Any]:
+                 deadline: float | None, stop_handle: Any) -> WorkerResult:
     """The body of one Ray worker task."""
     spec = rebuild_spec(spec_data)
     out = run_worker(spec, url, n_trials=n_trials, worker_index=worker_index,
                      stop=RemoteStop(stop_handle), deadline=deadline, wait_running=True)
-    out.update(worker=worker_index, host=socket.gethostname())
-    return out
+    return WorkerResult.from_run(out, worker=worker_index, host=socket.gethostname())
 
 
 def error_text(exc: BaseException, url: str) -> str:
@@ -257,12 +262,12 @@ def error_text(exc: BaseException, url: str) -> str:
     return scrub_text(f"{type(cause).__name__}: {text[0] if text else ''}", url)
 
 
-def announce_plan(spec: StudySpec, url: str, cluster: RayCluster, workers: int,
-                  echo: Callable[[str], None]) -> WorkerPlan:
+def announce_plan(request: LaunchRequest, cluster: RayCluster) -> WorkerPlan:
     """Plan the workers' resources and tell the user about the cluster, the plan and the
     storage (both Ray launchers)."""
+    echo, url, workers = request.echo, request.url, request.workers
     echo(cluster.describe())
-    plan = plan_resources(spec, cluster, workers)
+    plan = plan_resources(request.spec, cluster, workers)
     for note in plan.notes:
         echo(note)
     hint = storage_pkg.parallel_hint(url, workers)
@@ -275,31 +280,24 @@ def announce_plan(spec: StudySpec, url: str, cluster: RayCluster, workers: int,
     return plan
 
 
-def run_ray_workers(
-    spec: StudySpec,
-    url: str,
-    *,
-    n_trials: int,
-    workers: int,
-    stop: StopFlag,
-    deadline: float | None,
-    address: str | None,
-    echo: Callable[[str], None] = print,
-    cluster: Any = None,
-) -> list[dict[str, Any]]:
-    """Start ``workers`` Ray tasks on the study and wait for them (the RayLauncher's body)."""
+def run_ray_workers(request: LaunchRequest, *, cluster: RayCluster | None = None
+                    ) -> list[WorkerResult]:
+    """Start ``request.workers`` Ray tasks on the study and wait for them (the RayLauncher's
+    body). ``cluster``: the connection :meth:`RayLauncher.prepare` made (None: connect now)."""
     import ray
 
-    cluster = cluster if cluster is not None else connect(spec, address)
+    spec, url, workers, stop = request.spec, request.url, request.workers, request.stop
+    cluster = cluster if cluster is not None else connect(spec, request.address)
     try:
-        plan = announce_plan(spec, url, cluster, workers, echo)
+        plan = announce_plan(request, cluster)
         spec_data = spec_for_workers(spec, plan.device)
         signal_actor = ray.remote(num_cpus=0)(StopSignal).remote()
         task = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
                           max_retries=2)(worker_entry)
-        refs = {task.remote(spec_data, url, n_trials, i, deadline, signal_actor): i
+        refs = {task.remote(spec_data, url, request.n_trials, i, request.deadline,
+                            signal_actor): i
                 for i in range(workers)}
-        results: list[dict[str, Any]] = []
+        results: list[WorkerResult] = []
         errors: list[str] = []
         pending = list(refs)
         signalled = False
@@ -315,7 +313,7 @@ def run_ray_workers(
                     except Exception as exc:  # noqa: BLE001 - reported below, scrubbed
                         msg = f"worker {refs[ref]} failed: {error_text(exc, url)}"
                         errors.append(msg)
-                        results.append({"started": 0, "reason": msg, "worker": refs[ref]})
+                        results.append(WorkerResult(started=0, reason=msg, worker=refs[ref]))
         except KeyboardInterrupt:
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -324,5 +322,4 @@ def run_ray_workers(
             raise LauncherError(f"all {workers} Ray worker(s) failed; {errors[0]}")
         return results
     finally:
-        if cluster.started:
-            ray.shutdown()
+        disconnect(cluster)

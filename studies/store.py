@@ -1,0 +1,68 @@
+"""Reading what is stored: the storage URL of a command, an existing storage opened without
+creating it, study names, and a study loaded by name.
+
+Every module of :mod:`losstune.studies` that reads studies imports these from here (never from
+:mod:`losstune.studies.api`, which re-exports them for the Python API).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+import losstune.storage as storage_pkg
+from losstune.objectives.errors import LosstuneError
+
+if TYPE_CHECKING:
+    from losstune.studies.spec import StudySpec
+
+
+class StudyNotFoundError(LosstuneError, KeyError):
+    """No study of that name in the storage."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def resolve_url(storage: str | None, spec: StudySpec | None = None) -> str:
+    """The storage URL of a command: ``storage`` (the flag), else ``$LOSSTUNE_STORAGE``, else
+    the study file's ``storage:``, else ``sqlite:///losstune.db``."""
+    return storage_pkg.resolve_storage_url(storage, spec.storage if spec else None)
+
+
+def open_storage_ro(storage: str | None) -> Any:
+    """Open an existing storage (an SQLite file that does not exist is an error, not created)."""
+    url = resolve_url(storage)
+    path = storage_pkg.sqlite_path(url)
+    if path is not None and not path.exists():
+        raise storage_pkg.StorageError(
+            f"no study storage at {str(path)!r} (from {storage_pkg.mask_url(url)}); run "
+            "`losstune run STUDY.yaml` here first, or pass --storage / set LOSSTUNE_STORAGE"
+        )
+    return storage_pkg.get_storage(url)
+
+
+def study_names(storage: str | None = None) -> list[str]:
+    """Names of the studies in an existing storage, in storage order."""
+    return _names(open_storage_ro(storage))
+
+
+def _names(st: Any) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+
+
+def get_study(name: str, storage: str | None = None) -> optuna.Study:
+    """Load a study by name, with an error that lists the studies in the storage."""
+    st = open_storage_ro(storage)
+    names = _names(st)
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        shown = ", ".join(sorted(names)) if names else "none"
+        raise StudyNotFoundError(
+            f"no study named {name!r} in {storage_pkg.mask_url(resolve_url(storage))}.{hint} "
+            f"Studies there: {shown}"
+        )
+    return optuna.load_study(study_name=name, storage=st)
