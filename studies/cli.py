@@ -306,8 +306,11 @@ def train(config_file: str, seeds: int, output: str | None) -> None:
               help="How many best trials (multi-objective: Pareto trials by the first metric).")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="Fresh seeds per trial (the config's seed + 1, + 2, ...).")
+@click.option("--splits", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run each seed on this many train/validation holdouts (data.options."
+                   "split_seed = the dataset's split seed + 0, 1, ...; test never changes).")
 @handle_errors
-def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
+def confirm(study: str, storage: str | None, top: int, seeds: int, splits: int) -> None:
     """Re-train the best trials of STUDY with fresh seeds; rank them by mean validation metric
     with 95% intervals, and store the results on the study."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -319,18 +322,20 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
     with Progress("[bold]confirm", BarColumn(), MofNCompleteColumn(), "runs",
                   TimeRemainingColumn(), console=console,
                   disable=not console.is_terminal) as bar:
-        task = bar.add_task("confirm", total=top * seeds)
+        task = bar.add_task("confirm", total=top * seeds * splits)
 
         def step(trial: int, seed: int, value: float) -> None:
             bar.advance(task)
             if not console.is_terminal:
                 console.print(f"trial {trial} seed {seed}: {value:.4f}")
 
-        report = confirm_study(study, storage=storage, top=top, seeds=seeds, on_run=step)
+        report = confirm_study(study, storage=storage, top=top, seeds=seeds, splits=splits,
+                               on_run=step)
     table = Table("rank", "trial", "loss", "single run", f"mean val {report.metric}", "95% CI",
                   "std", "winner's curse", "test macro_f1 (mean ± CI)",
-                  title=f"{study}: {len(report.rows)} trial(s) x {seeds} seeds "
-                        f"in {report.seconds:.1f}s")
+                  title=f"{study}: {len(report.rows)} trial(s) x {seeds} seeds"
+                        + (f" x {splits} holdouts" if splits > 1 else "")
+                        + f" in {report.seconds:.1f}s")
     for i, r in enumerate(report.ranked(), 1):
         s, t = r.val_stats, r.test_stats.get("macro_f1", {})
         table.add_row(str(i), str(r.trial), r.loss, f"{r.single_value:.4f}", f"{s['mean']:.4f}",
