@@ -51,6 +51,9 @@ def result_attributes(result: TrialResult) -> dict[str, Any]:
         attrs[f"metric.val.{name}"] = _finite(value)
     for name, value in result.test.items():
         attrs[f"metric.test.{name}"] = _finite(value)
+    for rule, metrics in result.test_by_rule.items():  # run_trial(extra_rules=...)
+        for name, value in metrics.items():
+            attrs[f"metric.test.{rule}.{name}"] = _finite(value)
     for name, value in result.terms.items():
         attrs[f"term.{name}"] = _finite(value)
     for name, values in result.curves.items():
