@@ -127,6 +127,63 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
                         f"{spec.name}` for the failure reasons")
 
 
+# ---------------------------------------------------------------------- suite
+@cli.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False))
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--quick", is_flag=True,
+              help="Apply the suite's quick: overrides (smaller search budget), with separate "
+                   "'-quick' study names.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Folder for RESULTS.md, results.csv, results.tex and forest.png "
+                   "(default: suite-results/<name>).")
+@click.option("--markdown", type=click.Path(), default=None,
+              help="Also write RESULTS.md to this path (links relative to it).")
+@click.option("--only", "only", multiple=True, metavar="ARM",
+              help="Run only this arm (repeatable); the tables show every arm stored so far.")
+@click.option("--no-progress", is_flag=True, help="Plain lines instead of a progress bar.")
+@handle_errors
+def suite(suite_file: str, storage: str | None, quick: bool, output: str | None,
+          markdown: str | None, only: tuple[str, ...], no_progress: bool) -> None:
+    """Run SUITE_FILE: search, confirm and pair every arm on every dataset, then write the
+    paper's table (mean ± 95% CI per cell, paired tests, Holm, verdicts)."""
+    import shlex
+
+    from rich.table import Table
+
+    from losstune.studies import api
+    from losstune.studies.suite.runner import SuiteInterrupted
+
+    console = _console()
+    command = "losstune " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["suite"] else None
+    try:
+        result = api.run_suite(suite_file, storage=storage, quick=quick, output=output,
+                               markdown=markdown, only=list(only), console=console,
+                               progress=not no_progress, command=command)
+    except (SuiteInterrupted, KeyboardInterrupt) as exc:
+        click.echo(f"\ninterrupted{': ' + str(exc) if str(exc) else ''}; everything finished "
+                   "so far is stored: run the same command again to resume", err=True)
+        sys.exit(130)
+    tables = result.tables
+    if tables.comparisons:
+        table = Table("comparison", "dataset", "n", f"Δ test {tables.metric} [95% CI]",
+                      "Holm p", "verdict", title=f"{result.suite.name}: comparisons")
+        from losstune.studies.suite.outputs import fmt_diff, fmt_p
+
+        for r in tables.comparisons:
+            table.add_row(r.label, r.dataset, str(r.test.n if r.test else 0), fmt_diff(r.test),
+                          fmt_p(r.holm_p), r.verdict)
+        console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    for n in result.not_run:
+        console.print(f"not run here: {n.arm} on {n.dataset} ({n.reason}); run it with: "
+                      f"{n.command}", highlight=False, markup=False)
+    console.print(f"{result.suite.name}: {result.ran_units} arm x dataset unit(s) in "
+                  f"{result.seconds:.1f}s; wrote " + ", ".join(str(p) for p in result.files),
+                  highlight=False, markup=False)
+
+
 # ---------------------------------------------------------------------- inspect
 @cli.command("studies")
 @click.option("--storage", default=None, help=STORAGE_HELP)
