@@ -181,25 +181,29 @@ def register_rows(
         return True
     if not (path / "meta.json").exists():
         return False
-    if not (path / ROWS_FILE).exists():
-        digests = rows()
-        n = len(next(iter(_read_entry(path).values())))
-        if len(digests) != n:  # not a row-aligned entry of these texts: leave it alone
-            return False
-        with FileLock(str(path) + ".lock"):
-            if not (path / ROWS_FILE).exists():
-                tmp = path / f".rows.{os.getpid()}.npy"
-                np.save(tmp, digests)
-                os.replace(tmp, path / ROWS_FILE)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(index) + ".lock"):
-        entries = _read_index(index)
-        if path.name not in entries:
-            entries.append(path.name)
-            tmp = index.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"family": dict(family), "entries": entries},
-                                      default=str))
-            os.replace(tmp, index)
+    try:
+        if not (path / ROWS_FILE).exists():
+            digests = rows()
+            n = len(next(iter(_read_entry(path).values())))
+            if len(digests) != n:  # not a row-aligned entry of these texts: leave it alone
+                return False
+            with FileLock(str(path) + ".lock"):
+                if not (path / ROWS_FILE).exists():
+                    tmp = path / f".rows.{os.getpid()}.npy"
+                    np.save(tmp, digests)
+                    os.replace(tmp, path / ROWS_FILE)
+        index.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(index) + ".lock"):
+            entries = _read_index(index)
+            if path.name not in entries:
+                entries.append(path.name)
+                tmp = index.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"family": dict(family), "entries": entries},
+                                          default=str))
+                os.replace(tmp, index)
+    except OSError:  # a read-only cache still serves exact hits; rows just are not shared
+        logger.debug("could not index the rows of %s", path, exc_info=True)
+        return False
     _registered.add(marker)
     return True
 

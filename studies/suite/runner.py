@@ -310,6 +310,7 @@ def run_suite(
     todo = [u for u in selected if u.key not in skipped]
 
     st = storage_pkg.get_storage(url)
+    _check_stored_studies(todo, st)  # a changed arm fails here, before anything is written
     console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
     runs = optuna.create_study(study_name=suite.runs_study, storage=st, direction="maximize",
                                load_if_exists=True)
@@ -334,6 +335,17 @@ def run_suite(
     return SuiteResult(suite=suite, storage=storage_pkg.mask_url(url), output=out_dir,
                        files=files, tables=tables, not_run=not_run, seconds=seconds,
                        ran_units=len(todo), notes=list(suite.notes))
+
+
+def _check_stored_studies(todo: list[Unit], storage: Any) -> None:
+    """Every arm's study already in storage still matches its (merged) study file."""
+    from losstune.studies.runner import check_same_space
+
+    for unit in todo:
+        if unit.search:
+            study = _load(storage, unit.study.name)
+            if study is not None:
+                check_same_space(study, unit.study, unit.study.compile_space())
 
 
 def _describe_runs_study(runs: optuna.Study, suite: Suite, url: str) -> None:

@@ -23,6 +23,7 @@ from losstune.objectives.data.registry import DEFAULT_SPLIT_SEED
 from losstune.storage import get_storage
 from losstune.studies import api
 from losstune.studies.cli import cli
+from losstune.studies.runner import StudyMismatchError
 from losstune.studies.suite.outputs import fmt_cell, fmt_diff, fmt_p
 from losstune.studies.suite.runner import config_digest
 from losstune.studies.suite.spec import SuiteFileError, load_suite
@@ -164,6 +165,14 @@ def test_tiny_suite_end_to_end(tmp_path: Path, sqlite_url: str) -> None:
     assert len(_runs(sqlite_url, "tiny-suite.ce.synth--confirm")) == 2  # confirmation reused
     assert [r.test.diff.mean for r in again.tables.comparisons] == \
         [r.test.diff.mean for r in result.tables.comparisons]
+
+    # ------------------------------------------------------------- a changed arm is refused
+    changed = tiny_suite()
+    changed["arms"]["ce"]["set"]["space"] = {"train.epochs": {"low": 3, "high": 5}}
+    write(tmp_path, changed)
+    with pytest.raises(StudyMismatchError, match="tiny-suite.ce.synth"):
+        api.run_suite(path, storage=sqlite_url, output=out, console=Console(quiet=True))
+    assert len(_runs(sqlite_url, "tiny-suite--runs")) == 12
 
 
 def test_suite_resumes_after_sigkill_without_duplicate_runs(tmp_path: Path) -> None:
