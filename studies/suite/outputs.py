@@ -207,7 +207,7 @@ def describe_choice(choice: dict[str, Any] | None) -> str:
     if choice.get("search"):
         budget = f"{choice.get('n_trials')} trials"
         if choice.get("full_n_trials") and choice["full_n_trials"] != choice.get("n_trials"):
-            budget += f" (of {choice['full_n_trials']})"
+            budget = f"{choice.get('n_trials')} of {choice['full_n_trials']} trials"
         return (f"trial #{choice['trial']} of `{choice['study']}` ({budget}); confirmed val "
                 f"{choice.get('metric', 'value')} {choice['confirmed_mean']:.4f} ± "
                 f"{choice['confirmed_ci95']:.4f} over {choice['confirmed_n']} run(s)")
