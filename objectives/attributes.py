@@ -54,6 +54,7 @@ TUNE_OWNER = "tune_owner"
 PRUNED_BY = "pruned_by"
 SOURCE_TRIAL = "source_trial"
 SEED = "seed"
+SPLIT = "split"  # confirmation runs on another validation holdout (confirm --splits)
 
 VAL_PREFIX = "metric.val."
 TEST_PREFIX = "metric.test."
@@ -82,6 +83,9 @@ def result_attributes(result: Any) -> dict[str, Any]:
         attrs[VAL_PREFIX + name] = _finite(value)
     for name, value in result.test.items():
         attrs[TEST_PREFIX + name] = _finite(value)
+    for rule, metrics in getattr(result, "test_by_rule", {}).items():  # run_trial(extra_rules)
+        for name, value in metrics.items():
+            attrs[f"{TEST_PREFIX}{rule}.{name}"] = _finite(value)
     for name, value in result.terms.items():
         attrs[TERM_PREFIX + name] = _finite(value)
     for name, values in result.curves.items():

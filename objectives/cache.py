@@ -4,6 +4,13 @@ An entry is identified by a key (dataset, split, text digest, encoder, max lengt
 hash, ...) and holds named numpy arrays. Entries are written into a temporary folder and renamed
 into place, under a file lock, so that two processes starting at once encode only once and a
 reader never sees a half-written entry.
+
+Row reuse (:func:`cached_rows`): an entry of row-aligned arrays can also store one digest per
+row (``rows.npy``) and be listed in an index of its *family* (the key without the split and
+text digest: dataset, encoder, settings). A request whose exact key is not cached is then
+assembled from the rows that entries of its family already hold, and only the missing rows are
+computed (and stored as an entry of their own). Another holdout or a ``limit`` subset of a
+dataset thus never re-encodes a document whose encoding is cached.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +55,10 @@ class CacheStats:
     def __init__(self) -> None:
         self.hits = 0
         self.misses = 0
+        #: rows computed by :func:`cached_rows` (encoded documents); rows served from other
+        #: entries of the same family
+        self.rows_computed = 0
+        self.rows_reused = 0
         self._lock = threading.Lock()
 
     def record(self, hit: bool) -> None:
@@ -56,6 +67,11 @@ class CacheStats:
                 self.hits += 1
             else:
                 self.misses += 1
+
+    def record_rows(self, *, computed: int = 0, reused: int = 0) -> None:
+        with self._lock:
+            self.rows_computed += computed
+            self.rows_reused += reused
 
 
 STATS = CacheStats()
@@ -122,6 +138,174 @@ def clear_memory() -> None:
     """Forget the in-process memo (tests use it to check what is read from disk)."""
     with _memory_lock:
         _memory.clear()
+        _registered.clear()
+
+
+# ---------------------------------------------------------------------- row reuse
+ROWS_FILE = "rows.npy"
+_registered: set[str] = set()  # "<index path>|<entry>" known to be listed, in this process
+
+
+def row_digests(texts: Sequence[str]) -> np.ndarray:
+    """One 128-bit hex digest per text (``S32``): what identifies a row across entries."""
+    return np.array([hashlib.sha256(t.encode("utf-8")).hexdigest()[:32].encode()
+                     for t in texts], dtype="S32")
+
+
+def _index_path(kind: str, family: Mapping[str, Any], root: Path | None) -> Path:
+    return (root or cache_root()) / "rows-index" / kind / f"{key_digest(family)}.json"
+
+
+def _read_index(path: Path) -> list[str]:
+    try:
+        return list(json.loads(path.read_text())["entries"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def register_rows(
+    kind: str,
+    key: Mapping[str, Any],
+    family: Mapping[str, Any],
+    rows: Callable[[], np.ndarray],
+    *,
+    root: Path | None = None,
+) -> bool:
+    """List the existing entry ``key`` in the index of ``family`` (writing its row digests
+    first if it has none, e.g. an entry made before row reuse existed). Returns False when
+    there is no such entry."""
+    path = entry_dir(kind, key, root)
+    index = _index_path(kind, family, root)
+    marker = f"{index}|{path.name}"
+    if marker in _registered:
+        return True
+    if not (path / "meta.json").exists():
+        return False
+    try:
+        if not (path / ROWS_FILE).exists():
+            digests = rows()
+            n = len(next(iter(_read_entry(path).values())))
+            if len(digests) != n:  # not a row-aligned entry of these texts: leave it alone
+                return False
+            with FileLock(str(path) + ".lock"):
+                if not (path / ROWS_FILE).exists():
+                    tmp = path / f".rows.{os.getpid()}.npy"
+                    np.save(tmp, digests)
+                    os.replace(tmp, path / ROWS_FILE)
+        index.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(index) + ".lock"):
+            entries = _read_index(index)
+            if path.name not in entries:
+                entries.append(path.name)
+                tmp = index.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps({"family": dict(family), "entries": entries},
+                                          default=str))
+                os.replace(tmp, index)
+    except OSError:  # a read-only cache still serves exact hits; rows just are not shared
+        logger.debug("could not index the rows of %s", path, exc_info=True)
+        return False
+    _registered.add(marker)
+    return True
+
+
+def _find_rows(
+    kind: str, family: Mapping[str, Any], wanted: np.ndarray, root: Path | None
+) -> dict[bytes, tuple[Path, int]]:
+    """Where each wanted row digest is held by an entry of ``family``."""
+    index = _index_path(kind, family, root)
+    want = set(wanted.tolist())
+    found: dict[bytes, tuple[Path, int]] = {}
+    for name in _read_index(index):
+        path = index.parents[2] / kind / name
+        try:
+            held = np.load(path / ROWS_FILE)
+        except (OSError, ValueError):
+            continue  # removed by hand: skip it
+        for i, digest in enumerate(held.tolist()):
+            if digest in want and digest not in found:
+                found[digest] = (path, i)
+        if len(found) == len(want):
+            break
+    return found
+
+
+def cached_rows(
+    kind: str,
+    key: Mapping[str, Any],
+    family: Mapping[str, Any],
+    rows: np.ndarray,
+    compute: Callable[[np.ndarray], Mapping[str, np.ndarray]],
+    *,
+    root: Path | None = None,
+) -> dict[str, np.ndarray]:
+    """Like :func:`cached_arrays` for arrays with one row per item, reusing rows across entries.
+
+    Args:
+        kind: the cache folder (e.g. ``embeddings``).
+        key: the exact key of the request (as for :func:`cached_arrays`).
+        family: what rows must share to be interchangeable (encoder, settings, dataset).
+        rows: one digest per requested row (:func:`row_digests`).
+        compute: ``compute(positions)`` returns the arrays of those request positions only.
+
+    The exact key is served as before when cached. Otherwise rows held by entries of the same
+    family are gathered and only the missing rows are computed; when nothing is reusable the
+    result is stored under the exact key, exactly as :func:`cached_arrays` would.
+    """
+    path = entry_dir(kind, key, root)
+    with _memory_lock:
+        if str(path) in _memory:
+            STATS.record(hit=True)
+            return _memory[str(path)]
+    if (path / "meta.json").exists():
+        arrays = cached_arrays(kind, key, lambda: compute(np.arange(len(rows))), root=root)
+        register_rows(kind, key, family, lambda: rows, root=root)
+        return arrays
+    found = _find_rows(kind, family, rows, root)
+    if not found:  # nothing to reuse: the plain entry under the exact key, as always
+        computed: list[int] = []
+
+        def compute_all() -> Mapping[str, np.ndarray]:
+            computed.append(len(rows))
+            return compute(np.arange(len(rows)))
+
+        arrays = cached_arrays(kind, key, compute_all, root=root)
+        STATS.record_rows(computed=sum(computed))
+        register_rows(kind, key, family, lambda: rows, root=root)
+        return arrays
+    missing = np.array([i for i, r in enumerate(rows.tolist()) if r not in found], dtype=np.int64)
+    if len(missing):
+        # the new rows become an entry of their own (keyed by their digests), then are found
+        part = rows[missing]
+        part_key = {**family, "rows": hashlib.sha256(part.tobytes()).hexdigest()[:20],
+                    "n": len(part)}
+        cached_arrays(kind, part_key, lambda: compute(missing), root=root)
+        register_rows(kind, part_key, family, lambda: part, root=root)
+        STATS.record_rows(computed=len(missing))
+        found = _find_rows(kind, family, rows, root)
+    else:
+        STATS.record(hit=True)
+    STATS.record_rows(reused=len(rows) - len(missing))
+    arrays = _gather(rows, found)
+    with _memory_lock:
+        _memory[str(path)] = arrays
+    return arrays
+
+
+def _gather(rows: np.ndarray, found: dict[bytes, tuple[Path, int]]) -> dict[str, np.ndarray]:
+    by_entry: dict[Path, tuple[list[int], list[int]]] = {}
+    for position, digest in enumerate(rows.tolist()):
+        entry, row = found[digest]
+        positions, sources = by_entry.setdefault(entry, ([], []))
+        positions.append(position)
+        sources.append(row)
+    out: dict[str, np.ndarray] = {}
+    for entry, (positions, sources) in by_entry.items():
+        arrays = _read_entry(entry)
+        for name, array in arrays.items():
+            if name not in out:
+                out[name] = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+            out[name][positions] = np.asarray(array[np.asarray(sources)])
+    return out
 
 
 def file_hash(paths: list[Path]) -> str:

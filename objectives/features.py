@@ -1,4 +1,11 @@
-"""Cached encoder outputs for a dataset split: encode once, reuse in every trial."""
+"""Cached encoder outputs for a dataset split: encode once, reuse in every trial.
+
+Rows are reused across splits of the same dataset and encoder (``cached_rows``): another
+holdout (``split_seed``) or a ``limit`` subset is assembled from the cached encodings of the
+documents it holds, and only documents never encoded before are encoded. A row encoded in
+another batch can differ from a fresh encoding of the same split by float rounding only
+(padding inside a batch changes the summation order), never more.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,10 @@ from typing import Literal
 
 import numpy as np
 
-from losstune.objectives.cache import cached_arrays
+from losstune.objectives.cache import cached_rows, entry_dir, register_rows, row_digests
 from losstune.objectives.config import EncoderConfig
-from losstune.objectives.data import TextDataset
+from losstune.objectives.data import TextDataset, load_dataset
+from losstune.objectives.data.base import SPLITS
 from losstune.objectives.encoders import build_encoder
 
 logger = logging.getLogger(__name__)
@@ -64,22 +72,60 @@ def encoder_outputs(
             f"encoder {encoder.name!r} cannot produce {kind!r}; it provides {sorted(enc.provides)}"
         )
     key = feature_key(dataset, split, encoder, enc.identity(), device)
+    family = row_family(dataset.name, encoder, enc.identity(), device)
     texts = dataset.split(split).texts
 
-    def compute() -> dict[str, np.ndarray]:
+    def compute(positions: np.ndarray) -> dict[str, np.ndarray]:
+        chosen = [texts[i] for i in positions]
         logger.warning(
             "encoding %d texts of %s/%s with %s (max_length %d); cached for later runs",
-            len(texts), dataset.name, split, encoder.name, encoder.max_length,
+            len(chosen), dataset.name, split, encoder.name, encoder.max_length,
         )
         if kind == "embeddings":
-            return {"embeddings": enc.encode(texts, batch_size=encoder.batch_size)}
+            return {"embeddings": enc.encode(chosen, batch_size=encoder.batch_size)}
         if kind == "token_ids":
-            ids, mask = enc.encode_ids(texts, batch_size=encoder.batch_size)
+            ids, mask = enc.encode_ids(chosen, batch_size=encoder.batch_size)
             return {"token_ids": ids, "token_mask": mask}
-        states, mask = enc.encode_tokens(texts, batch_size=encoder.batch_size)
+        states, mask = enc.encode_tokens(chosen, batch_size=encoder.batch_size)
         return {"token_states": states, "token_mask": mask}
 
-    return cached_arrays(kind, key, compute)
+    if not (entry_dir(kind, key) / "meta.json").exists():
+        _adopt_whole_dataset(dataset, encoder, enc.identity(), kind, device, family)
+    return cached_rows(kind, key, family, row_digests(texts), compute)
+
+
+def row_family(
+    dataset: str, encoder: EncoderConfig, identity: dict[str, object], device: str = "cpu"
+) -> dict[str, object]:
+    """What two cached rows must share to be interchangeable: the feature key without the
+    split and its text digest (dataset, encoder identity, max length, device kind)."""
+    key: dict[str, object] = {"dataset": dataset, **identity, "max_length": encoder.max_length}
+    kind = device_kind(device)
+    if kind != "cpu":
+        key["device"] = kind
+    return key
+
+
+def _adopt_whole_dataset(
+    dataset: TextDataset, encoder: EncoderConfig, identity: dict[str, object], kind: str,
+    device: str, family: dict[str, object],
+) -> None:
+    """A subset or another holdout: list the cached splits of the whole dataset (same loader
+    options, no ``limit``, default ``split_seed``) for row reuse, including entries written
+    before rows were indexed."""
+    options = dataset.source_options
+    if not {"limit", "split_seed"} & set(options):
+        return
+    whole_options = {k: v for k, v in options.items() if k not in ("limit", "split_seed")}
+    try:
+        whole = load_dataset(dataset.name, whole_options)
+    except Exception:  # noqa: BLE001 - reuse is an optimisation; encoding still works
+        logger.debug("could not load the whole dataset for row reuse", exc_info=True)
+        return
+    for split in SPLITS:
+        key = feature_key(whole, split, encoder, identity, device)
+        part = whole.split(split)
+        register_rows(kind, key, family, lambda part=part: row_digests(part.texts))
 
 
 def token_context(encoder: EncoderConfig) -> dict[str, object]:

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -93,6 +93,8 @@ class TrialResult:
     prediction_threshold: float | str | None = None
     state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     class_names: list[str] = field(default_factory=list)  # order of the per-class lists
+    #: test metrics of the kept model under each of ``run_trial``'s ``extra_rules``
+    test_by_rule: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -383,24 +385,52 @@ def run_trial(
     data: PreparedData | None = None,
     keep_state: bool = False,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    extra_rules: Sequence[str] = (),
 ) -> TrialResult:
     """Train ``config`` and return its validation value and test metrics at the kept epoch.
 
     ``train.threads`` applies to this run only (the process's thread count is restored after).
+    ``extra_rules`` (``argmax``, ``threshold``): also score the kept model on test under each of
+    these prediction rules (``threshold`` at the fixed ``eval.threshold``), into
+    ``result.test_by_rule``; selection and ``result.test`` keep the configured rule.
 
     Raises:
         TrialPrunedSignal: the reporter asked to stop (the partial result is attached).
         NonFiniteLossError: the loss became NaN or infinite.
         ConfigurationError: the configuration cannot be built.
     """
+    bad = sorted(set(extra_rules) - set(EXTRA_RULES))
+    if bad:
+        raise ConfigurationError(f"extra prediction rule(s) {bad}; expected some of "
+                                 f"{list(EXTRA_RULES)}")
     previous_threads = torch.get_num_threads()
     if config.train.threads is not None:
         torch.set_num_threads(config.train.threads)
     try:
-        return _run_trial(config, reporter=reporter, data=data, keep_state=keep_state,
-                          on_epoch=on_epoch)
+        result = _run_trial(config, reporter=reporter, data=data, keep_state=keep_state,
+                            on_epoch=on_epoch, extra_rules=tuple(extra_rules))
     finally:
         torch.set_num_threads(previous_threads)
+    return result
+
+
+#: Prediction rules that ``run_trial(extra_rules=...)`` can add to the test metrics.
+EXTRA_RULES = ("argmax", "threshold")
+
+
+def _test_by_rule(model: BaseHead, data: PreparedData, evaluator: _Evaluator,
+                  device: torch.device, rules: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Test metrics of the kept ``model`` under each rule of ``rules``, from one pass of logits."""
+    logits, _ = _outputs_for(model, data.inputs["test"], device)
+    truth = data.dataset.test.labels
+    out = {}
+    for rule in rules:
+        pred = predict(logits, multilabel=evaluator.multilabel, rule=rule,
+                       threshold=evaluator.config.eval.threshold)
+        out[rule] = scalar_metrics(classification_metrics(
+            truth, pred, num_classes=data.dataset.num_classes, multilabel=evaluator.multilabel,
+            groups=evaluator.groups))
+    return out
 
 
 def _run_trial(
@@ -410,6 +440,7 @@ def _run_trial(
     data: PreparedData | None,
     keep_state: bool,
     on_epoch: Callable[[int, dict[str, float]], None] | None,
+    extra_rules: tuple[str, ...] = (),
 ) -> TrialResult:
     head_cls = get_model_class(config.model.head)
     if data is None:
@@ -548,6 +579,8 @@ def _run_trial(
     result = snapshot_result(epochs_run)
     result.test = scalar_metrics(test_metrics)
     result.test_per_class_f1 = list(test_metrics.get("per_class_f1", []))  # type: ignore[arg-type]
+    if extra_rules:
+        result.test_by_rule = _test_by_rule(model, data, evaluator, device, extra_rules)
     if keep_state:
         result.state_dict = {k: v.detach().cpu().clone() for k, v in best_state.items()}
     return result

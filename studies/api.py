@@ -161,6 +161,20 @@ def _summary(study: optuna.Study, url: str, budget: int, started_here: int, seco
     )
 
 
+def run_suite(path: str | Path, *, storage: str | None = None, quick: bool = False,
+              output: str | Path | None = None, markdown: str | Path | None = None,
+              only: list[str] | tuple[str, ...] = (), console: Any = None, progress: bool = True,
+              command: str | None = None) -> Any:
+    """Run (or resume) a suite file: search, confirm and choose each arm's configuration per
+    dataset, train every chosen configuration on the same seeds x holdouts, and write
+    RESULTS.md, results.csv, results.tex and forest.png (``losstune suite``; docs/suites.md).
+    Returns a :class:`losstune.studies.suite.runner.SuiteResult`."""
+    from losstune.studies.suite.runner import run_suite as _run_suite
+
+    return _run_suite(path, storage=storage, quick=quick, output=output, markdown=markdown,
+                      only=only, console=console, progress=progress, command=command)
+
+
 # ---------------------------------------------------------------------- reading studies
 @dataclass
 class StudyRow:

@@ -149,6 +149,63 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
                         f"{spec.name}` for the failure reasons")
 
 
+# ---------------------------------------------------------------------- suite
+@cli.command()
+@click.argument("suite_file", type=click.Path(dir_okay=False))
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--quick", is_flag=True,
+              help="Apply the suite's quick: overrides (smaller search budget), with separate "
+                   "'-quick' study names.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Folder for RESULTS.md, results.csv, results.tex and forest.png "
+                   "(default: suite-results/<name>).")
+@click.option("--markdown", type=click.Path(), default=None,
+              help="Also write RESULTS.md to this path (links relative to it).")
+@click.option("--only", "only", multiple=True, metavar="ARM",
+              help="Run only this arm (repeatable); the tables show every arm stored so far.")
+@click.option("--no-progress", is_flag=True, help="Plain lines instead of a progress bar.")
+@handle_errors
+def suite(suite_file: str, storage: str | None, quick: bool, output: str | None,
+          markdown: str | None, only: tuple[str, ...], no_progress: bool) -> None:
+    """Run SUITE_FILE: search, confirm and pair every arm on every dataset, then write the
+    paper's table (mean ± 95% CI per cell, paired tests, Holm, verdicts)."""
+    import shlex
+
+    from rich.table import Table
+
+    from losstune.studies import api
+    from losstune.studies.suite.runner import SuiteInterrupted
+
+    console = _console()
+    command = "losstune " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["suite"] else None
+    try:
+        result = api.run_suite(suite_file, storage=storage, quick=quick, output=output,
+                               markdown=markdown, only=list(only), console=console,
+                               progress=not no_progress, command=command)
+    except (SuiteInterrupted, KeyboardInterrupt) as exc:
+        click.echo(f"\ninterrupted{': ' + str(exc) if str(exc) else ''}; everything finished "
+                   "so far is stored: run the same command again to resume", err=True)
+        sys.exit(130)
+    tables = result.tables
+    if tables.comparisons:
+        table = Table("comparison", "dataset", "n", f"Δ test {tables.metric} [95% CI]",
+                      "Holm p", "verdict", title=f"{result.suite.name}: comparisons")
+        from losstune.studies.suite.outputs import fmt_diff, fmt_p
+
+        for r in tables.comparisons:
+            table.add_row(r.label, r.dataset, str(r.test.n if r.test else 0), fmt_diff(r.test),
+                          fmt_p(r.holm_p), r.verdict)
+        console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    for n in result.not_run:
+        console.print(f"not run here: {n.arm} on {n.dataset} ({n.reason}); run it with: "
+                      f"{n.command}", highlight=False, markup=False)
+    console.print(f"{result.suite.name}: {result.ran_units} arm x dataset unit(s) in "
+                  f"{result.seconds:.1f}s; wrote " + ", ".join(str(p) for p in result.files),
+                  highlight=False, markup=False)
+
+
 # ---------------------------------------------------------------------- inspect
 @cli.command("studies")
 @click.option("--storage", default=None, help=STORAGE_HELP)
@@ -328,8 +385,11 @@ def train(config_file: str, seeds: int, output: str | None) -> None:
               help="How many best trials (multi-objective: Pareto trials by the first metric).")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="Fresh seeds per trial (the config's seed + 1, + 2, ...).")
+@click.option("--splits", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run each seed on this many train/validation holdouts (data.options."
+                   "split_seed = the dataset's split seed + 0, 1, ...; test never changes).")
 @handle_errors
-def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
+def confirm(study: str, storage: str | None, top: int, seeds: int, splits: int) -> None:
     """Re-train the best trials of STUDY with fresh seeds; rank them by mean validation metric
     with 95% intervals, and store the results on the study."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -341,18 +401,20 @@ def confirm(study: str, storage: str | None, top: int, seeds: int) -> None:
     with Progress("[bold]confirm", BarColumn(), MofNCompleteColumn(), "runs",
                   TimeRemainingColumn(), console=console,
                   disable=not console.is_terminal) as bar:
-        task = bar.add_task("confirm", total=top * seeds)
+        task = bar.add_task("confirm", total=top * seeds * splits)
 
         def step(trial: int, seed: int, value: float) -> None:
             bar.advance(task)
             if not console.is_terminal:
                 console.print(f"trial {trial} seed {seed}: {value:.4f}")
 
-        report = confirm_study(study, storage=storage, top=top, seeds=seeds, on_run=step)
+        report = confirm_study(study, storage=storage, top=top, seeds=seeds, splits=splits,
+                               on_run=step)
     table = Table("rank", "trial", "loss", "single run", f"mean val {report.metric}", "95% CI",
                   "std", "winner's curse", "test macro_f1 (mean ± CI)",
-                  title=f"{study}: {len(report.rows)} trial(s) x {seeds} seeds "
-                        f"in {report.seconds:.1f}s")
+                  title=f"{study}: {len(report.rows)} trial(s) x {seeds} seeds"
+                        + (f" x {splits} holdouts" if splits > 1 else "")
+                        + f" in {report.seconds:.1f}s")
     for i, r in enumerate(report.ranked(), 1):
         s, t = r.val_stats, r.test_stats.get("macro_f1", {})
         table.add_row(str(i), str(r.trial), r.loss, f"{r.single_value:.4f}", f"{s['mean']:.4f}",

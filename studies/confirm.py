@@ -3,7 +3,9 @@
 ``confirm_study`` re-trains the K best trials (single-objective: by value; multi-objective: the
 Pareto trials ranked by the first metric) with S fresh seeds each — ``train.seed + 1 ... + S``,
 never the seed the search used, so the confirmed mean is not biased by the selection — and
-evaluates validation and test with the kept epoch of each run.
+evaluates validation and test with the kept epoch of each run. With ``splits=R`` every seed also
+runs on R train/validation holdouts (``data.options.split_seed`` = the dataset's split seed +
+0 ... R-1; holdout 0 is the study's own split, and the test split never changes).
 
 Results survive in the RDB where the dashboard shows them:
 
@@ -50,6 +52,7 @@ class ConfirmRow:
     val_stats: dict[str, float] = field(default_factory=dict)
     test_stats: dict[str, dict[str, float]] = field(default_factory=dict)
     diverged: list[int] = field(default_factory=list)  # seeds whose training went NaN
+    splits: int = 1  # holdouts per seed (``val`` lists one value per (split, seed) run)
 
     @property
     def winners_curse(self) -> float:
@@ -61,7 +64,7 @@ class ConfirmRow:
             "trial": self.trial, "loss": self.loss, "single_value": self.single_value,
             "seeds": self.seeds, "val": self.val, "test": self.test,
             "val_stats": self.val_stats, "test_stats": self.test_stats,
-            "diverged": self.diverged,
+            "diverged": self.diverged, "splits": self.splits,
         }
 
     @classmethod
@@ -69,7 +72,7 @@ class ConfirmRow:
         return cls(trial=data["trial"], loss=data["loss"], single_value=data["single_value"],
                    seeds=data["seeds"], val=data["val"], test=data["test"],
                    val_stats=data["val_stats"], test_stats=data["test_stats"],
-                   diverged=data.get("diverged", []))
+                   diverged=data.get("diverged", []), splits=data.get("splits", 1))
 
 
 @dataclass
@@ -105,17 +108,20 @@ def confirm_study(
     storage: str | None = None,
     top: int = 5,
     seeds: int = 5,
+    splits: int = 1,
     on_run: Callable[[int, int, float], None] | None = None,
 ) -> ConfirmReport:
-    """Re-train the ``top`` best trials of study ``name`` with ``seeds`` fresh seeds each."""
+    """Re-train the ``top`` best trials of study ``name`` with ``seeds`` fresh seeds each, on
+    ``splits`` train/validation holdouts (1: the study's own split only)."""
     import time
 
     from losstune.objectives.config import TrialConfig
+    from losstune.objectives.data.registry import holdout_options
     from losstune.objectives.training import NonFiniteLossError, run_trial
 
-    if top < 1 or seeds < 1:
-        raise ConfirmError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
-                         f"seeds={seeds}")
+    if top < 1 or seeds < 1 or splits < 1:
+        raise ConfirmError(f"`top >= 1`, `seeds >= 1` and `splits >= 1` must hold, but got "
+                           f"top={top}, seeds={seeds}, splits={splits}")
     study = get_study(name, storage)
     chosen = top_trials(study, top)
     if not chosen:
@@ -142,18 +148,26 @@ def confirm_study(
         vals: list[float] = []
         tests: dict[str, list[float]] = {}
         diverged: list[int] = []
-        for seed in seed_list:
+        runs = [(split, seed) for split in range(splits) for seed in seed_list]
+        for split, seed in runs:
+            run_config = config.with_seed(seed)
+            if split:
+                data = run_config.data.model_copy(update={"options": holdout_options(
+                    config.data.name, config.data.options, split)})
+                run_config = run_config.model_copy(update={"data": data})
             try:
-                result = run_trial(config.with_seed(seed))
+                result = run_trial(run_config)
             except NonFiniteLossError:
-                diverged.append(seed)  # recorded; the other seeds still count
+                if seed not in diverged:
+                    diverged.append(seed)  # recorded; the other seeds still count
                 if on_run is not None:
                     on_run(trial.number, seed, math.nan)
                 continue
             vals.append(result.value)
             for k, v in result.test.items():
                 tests.setdefault(k, []).append(v)
-            _record(linked, trial, seed, result, metric_names[0])
+            _record(linked, trial, seed, result, metric_names[0],
+                    split=split if splits > 1 else None)
             if on_run is not None:
                 on_run(trial.number, seed, result.value)
         if not vals:
@@ -169,6 +183,7 @@ def confirm_study(
             val_stats=mean_ci(vals),
             test_stats={k: mean_ci(v) for k, v in tests.items()},
             diverged=diverged,
+            splits=splits,
         )
         rows.append(row)
     report = ConfirmReport(study=name, metric=metric_names[0], direction=direction, rows=rows,
@@ -188,11 +203,13 @@ def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
 
 
 def _record(linked: optuna.Study, source: optuna.trial.FrozenTrial, seed: int, result: Any,
-            metric: str) -> None:
+            metric: str, split: int | None = None) -> None:
     attrs = {k: v for k, v in result_attributes(result).items()
              if not k.startswith(attrs_schema.CURVE_PREFIX)}
     attrs.update({attrs_schema.SOURCE_TRIAL: source.number, attrs_schema.SEED: seed,
                   attrs_schema.CONFIG: source.user_attrs.get(attrs_schema.CONFIG)})
+    if split is not None:
+        attrs[attrs_schema.SPLIT] = split
     value = float(result.value)
     if not math.isfinite(value):
         return

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from losstune.objectives.errors import LosstuneError
 
 #: Exceptions that are control flow inside losstune, never shown to a user.
-INTERNAL = {"TrialPrunedSignal"}
+INTERNAL = {"TrialPrunedSignal", "SuiteInterrupted"}  # the latter: Ctrl-C, exit 130
 
 
 def _project_modules() -> list[str]:

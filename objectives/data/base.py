@@ -59,6 +59,9 @@ class TextDataset:
     description: str = ""
     derived: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: the ``data.options`` it was loaded with (lets the encoder cache find the rows of a
+    #: subset or of another holdout in the cached encodings of the whole dataset)
+    source_options: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def num_classes(self) -> int:

@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from losstune.objectives.data.base import SPLITS, Split, TextDataset
 from losstune.objectives.data.splits import split_off, subset
 from losstune.objectives.errors import LosstuneError
@@ -75,7 +77,7 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {}
 
 #: Options every dataset accepts besides its loader's own.
-COMMON_OPTIONS = ("limit", "val_fraction")
+COMMON_OPTIONS = ("limit", "val_fraction", "split_seed")
 
 
 def register_dataset(info: DatasetInfo, *, overwrite: bool = False) -> None:
@@ -141,6 +143,9 @@ def check_dataset_options(name: str, options: Mapping[str, Any]) -> None:
             f"dataset {name!r} does not take option(s) {bad}; valid options: {sorted(valid)}"
         )
     _limits(options.get("limit"))
+    seed = options.get("split_seed", info.split_seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DatasetError(f"data.options.split_seed must be an integer, got {seed!r}")
     frac = options.get("val_fraction", info.val_fraction)
     if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 < frac < 1:
         raise DatasetError(f"data.options.val_fraction must lie in (0, 1), got {frac!r}")
@@ -148,29 +153,60 @@ def check_dataset_options(name: str, options: Mapping[str, Any]) -> None:
         info.check({k: v for k, v in options.items() if k in info.loader_options})
 
 
+def holdout_options(
+    name: str, options: Mapping[str, Any] | None, index: int
+) -> dict[str, Any]:
+    """``options`` of holdout ``index`` (0, 1, ...): holdout 0 is the dataset's own split (the
+    options unchanged); holdout ``r`` sets ``split_seed`` to the dataset's split seed + ``r``."""
+    out = dict(options or {})
+    if index < 0:
+        raise ValueError(f"`index >= 0` must hold, but got index={index}")
+    if index:
+        out["split_seed"] = int(out.get("split_seed", get_dataset_info(name).split_seed)) + index
+    return out
+
+
+def _redraw_holdout(train: Split, val: Split, seed: int) -> tuple[Split, Split]:
+    """Pool a source's own train and validation splits and hold out as many documents again,
+    stratified, with ``seed``."""
+    pooled = Split(train.texts + val.texts, np.concatenate([train.labels, val.labels]))
+    return split_off(pooled, len(val) / len(pooled), seed)
+
+
 def load_dataset(name: str, options: Mapping[str, Any] | None = None) -> TextDataset:
     """Load a registered dataset with fixed splits; memoised per process.
 
     Options:
-        limit: an int or ``{train: n, val: n, test: n}``; a stratified subset per split, drawn
-            with the dataset's fixed split seed.
+        limit: an int or ``{train: n, val: n, test: n}``; a stratified subset per split. The
+            train and validation subsets follow ``split_seed``; the test subset never moves.
         val_fraction: share of the training split held out for validation (sources without a
             validation split only).
+        split_seed: seed of the train/validation holdout (default: the dataset's own fixed
+            seed, which gives exactly the splits of a study without the option). Another value
+            draws another stratified holdout of the same size; sources with their own
+            validation split pool train and validation first. The test split never changes.
+            A loader that takes ``split_seed`` itself (``files``) keeps its own meaning.
         anything the loader itself takes (file paths for user data).
     """
     options = dict(options or {})
     check_dataset_options(name, options)
+    info = get_dataset_info(name)
+    own_seed = "split_seed" in info.loader_options  # the loader draws its splits with it
+    if not own_seed and options.get("split_seed") == info.split_seed:
+        del options["split_seed"]  # the default: the same dataset (and memo key) as without it
     key = json.dumps([name, options], sort_keys=True, default=str)
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-    info = get_dataset_info(name)
+    seed = info.split_seed if own_seed else int(options.get("split_seed", info.split_seed))
     loader_kwargs = {k: v for k, v in options.items() if k in info.loader_options}
     raw = info.loader(**loader_kwargs)
     val_fraction = float(options.get("val_fraction", info.val_fraction))
     train, val = raw.train, raw.val
     if val is None:
-        train, val = split_off(train, val_fraction, info.split_seed)
+        train, val = split_off(train, val_fraction, seed)
+    elif seed != info.split_seed:
+        train, val = _redraw_holdout(train, val, seed)
     limits = _limits(options.get("limit"))
     for split_name, part in zip(SPLITS, (train, val, raw.test), strict=True):
         if len(part) == 0:
@@ -179,12 +215,13 @@ def load_dataset(name: str, options: Mapping[str, Any] | None = None) -> TextDat
         name=name,
         class_names=raw.class_names,
         multilabel=raw.multilabel,
-        train=subset(train, limits["train"], info.split_seed),
-        val=subset(val, limits["val"], info.split_seed + 1),
+        train=subset(train, limits["train"], seed),
+        val=subset(val, limits["val"], seed + 1),
         test=subset(raw.test, limits["test"], info.split_seed + 2),
         description=info.description,
         derived=info.derived,
         notes=raw.notes,
+        source_options=options,
     )
     with _cache_lock:
         _cache[key] = dataset

@@ -188,7 +188,7 @@ def test_registry_errors_name_the_valid_choices() -> None:
     with pytest.raises(KeyError):  # spec and export catch KeyError for unknown names
         get_dataset_info("nope")
     with pytest.raises(DatasetError, match=r"does not take option\(s\) \['path'\]; valid "
-                                           r"options: \['limit', 'val_fraction'\]"):
+                                           r"options: \['limit', 'split_seed', 'val_fraction'\]"):
         load_dataset("mr", {"path": "x.csv"})
     with pytest.raises(DatasetError, match="val_fraction must lie in"):
         load_dataset("trec_coarse", {"val_fraction": 1.5})
