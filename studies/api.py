@@ -12,7 +12,6 @@ Example (a notebook)::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,6 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-import losstune.storage as storage_pkg
 from losstune.objectives.attributes import TrialRecord
 from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
 from losstune.studies.export import (
@@ -34,13 +32,9 @@ from losstune.studies.export import (
 )
 from losstune.studies.optuna_parts import best_first
 from losstune.studies.runner import (
-    RunSummary,
-    StopFlag,
     count_states,
-    create_or_load,
-    fail_stale_trials,
-    install_sigint,
 )
+from losstune.studies.session import run_study as run_study
 from losstune.studies.spec import StudySpec, load_study_file, parse_study
 from losstune.studies.stats import mean_ci as mean_ci
 from losstune.studies.stats import summarize_runs
@@ -65,100 +59,6 @@ def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
     """Validate a study given as a dict; returns the spec and its YAML text."""
     spec = parse_study(dict(data))
     return spec, yaml.safe_dump(dict(data), sort_keys=False)
-
-
-def run_study(
-    spec: StudySpec,
-    *,
-    study_text: str | None = None,
-    storage: str | None = None,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    launcher: str = "local",
-    workers: int | None = None,
-    progress: bool = True,
-    console: Any = None,
-    address: str | None = None,
-) -> RunSummary:
-    """Create or resume ``spec``'s study and run it up to its budget.
-
-    ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
-    after that time. Ctrl-C stops after the current trial.
-    """
-    from losstune.studies.launchers import LaunchRequest, get_launcher
-    from losstune.studies.progress import StudyProgress, make_console
-
-    console = console or make_console()
-    url = resolve_url(storage, spec)
-    budget = n_trials if n_trials is not None else spec.n_trials
-    if budget < 1:
-        raise ValueError(f"`n_trials >= 1` must hold, but got n_trials={budget}")
-    timeout = timeout if timeout is not None else spec.timeout
-    n_workers = workers if workers is not None else (spec.ray.workers if launcher != "local"
-                                                     else 1)
-    chosen = get_launcher(launcher)
-    request = LaunchRequest(
-        spec=spec, url=url, n_trials=budget, workers=n_workers, stop=StopFlag(),
-        address=address,
-        # launcher notes go where this run's output goes
-        echo=lambda text: console.print(text, highlight=False, markup=False),
-    )
-    text = study_text if study_text is not None else yaml.safe_dump(
-        spec.model_dump(mode="json"), sort_keys=False)
-    chosen.prepare(request)  # launcher errors leave the storage untouched
-    try:
-        console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
-        study, created = create_or_load(spec, text, url)
-        stale = [] if created else fail_stale_trials(study, spec.storage_options.grace_period)
-        if stale:
-            console.print(f"failed {len(stale)} stale RUNNING trial(s) left by a dead run: "
-                          f"{stale} (they are retried)", highlight=False)
-        counts = count_states(study)
-        finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
-        started = time.time()
-        if finished >= budget:
-            console.print(f"study {spec.name!r} already has {finished} finished trial(s) "
-                          f"(budget {budget}): nothing to do", highlight=False)
-            return _summary(study, url, budget, 0, 0.0, "nothing to do", created, stale)
-        console.print(
-            f"{'created' if created else 'resuming'} study {spec.name!r}: {finished}/{budget} "
-            f"finished; objective: validation {', '.join(spec.metric_names)}"
-            + (" (multi-objective: no pruning)" if spec.is_multi_objective else ""),
-            highlight=False,
-        )
-        restore = install_sigint(request.stop)
-        request.deadline = started + timeout if timeout else None
-        try:
-            with StudyProgress(study, n_trials=budget, metric_names=spec.metric_names,
-                               console=console, enabled=progress) as bar:
-                request.on_trial_end = lambda s, t: bar.refresh()
-                results = chosen.launch(request)
-        finally:
-            restore()
-    finally:
-        chosen.close()
-    reason = "; ".join(sorted({r.reason for r in results}))
-    return _summary(study, url, budget, sum(r.started for r in results),
-                    time.time() - started, reason, created, stale)
-
-
-def _summary(study: optuna.Study, url: str, budget: int, started_here: int, seconds: float,
-             reason: str, created: bool, stale: list[int]) -> RunSummary:
-    counts = count_states(study)
-    return RunSummary(
-        study_name=study.study_name,
-        storage=storage_pkg.mask_url(url),
-        n_trials=budget,
-        finished=counts[TrialState.COMPLETE] + counts[TrialState.PRUNED],
-        complete=counts[TrialState.COMPLETE],
-        pruned=counts[TrialState.PRUNED],
-        failed=counts[TrialState.FAIL],
-        started_here=started_here,
-        seconds=seconds,
-        stopped_reason=reason,
-        created=created,
-        stale_failed=stale,
-    )
 
 
 def run_suite(path: str | Path, *, storage: str | None = None, quick: bool = False,

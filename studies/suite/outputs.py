@@ -20,8 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from losstune.studies.suite.spec import ComparisonSection, Suite
-from losstune.studies.suite.stats import (
+from losstune.studies.stats import (
     INCONCLUSIVE,
     Interval,
     PairedTest,
@@ -30,6 +29,13 @@ from losstune.studies.suite.stats import (
     t_interval,
     verdict,
     verdict_rule,
+)
+from losstune.studies.suite.spec import (
+    ComparisonSection,
+    Suite,
+    choice_key,
+    config_digest,
+    eval_seeds,
 )
 
 NOT_RUN = "no runs"
@@ -95,7 +101,6 @@ class SuiteTables:
 
 
 def _choice(suite: Suite, runs: optuna.Study, arm: str, dataset: str) -> dict[str, Any] | None:
-    from losstune.studies.suite.runner import choice_key, config_digest
 
     choice = runs.user_attrs.get(choice_key(arm, dataset))
     if not isinstance(choice, dict):
@@ -108,7 +113,6 @@ def _choice(suite: Suite, runs: optuna.Study, arm: str, dataset: str) -> dict[st
 
 def build_tables(suite: Suite, runs: optuna.Study, *, not_run: list[Any] = ()) -> SuiteTables:
     """Cells and comparisons from the runs stored for the current choices."""
-    from losstune.studies.suite.runner import eval_seeds
 
     seeds = set(eval_seeds(suite))
     trials = runs.get_trials(deepcopy=False)

@@ -2,16 +2,14 @@
 chosen configuration of every arm on the same seeds x holdouts, so that arms are paired.
 
 Everything lands in one storage and everything is resumable: the searches are ordinary studies
-``<suite>.<arm>.<dataset>`` (run with :func:`losstune.studies.api.run_study`), confirmations are
-those of :func:`losstune.studies.confirm.confirm_study` (reused when already stored with the
+``<suite>.<arm>.<dataset>`` (run by :func:`~losstune.studies.session.run_study`), confirmations
+are those of :func:`losstune.studies.confirm.confirm_study` (reused when already stored with the
 same top / seeds), and each evaluation run is a COMPLETE trial of the study ``<suite>--runs``
 (skipped when a run of the same arm, dataset, holdout, seed and configuration is stored).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import threading
 import time
@@ -25,12 +23,15 @@ from optuna.trial import TrialState
 
 import losstune.storage as storage_pkg
 from losstune.objectives.errors import LosstuneError
-from losstune.studies.suite.spec import Suite, SuiteFileError, Unit, load_suite
-
-#: training seeds of the paired evaluation: suite seed + EVAL_SEED_OFFSET + i (never a seed
-#: that a search or a confirmation used with the default seeds)
-EVAL_SEED_OFFSET = 10000
-CHOICE_ATTR = "choice"
+from losstune.studies.suite.spec import (
+    Suite,
+    SuiteFileError,
+    Unit,
+    choice_key,
+    config_digest,
+    eval_seeds,
+    load_suite,
+)
 
 
 class SuiteError(LosstuneError, RuntimeError):
@@ -64,20 +65,6 @@ class SuiteResult:
     notes: list[str] = field(default_factory=list)
 
 
-def config_digest(config: Any) -> str:
-    """What identifies a chosen configuration: the trial config without the run's seed,
-    thread count, device and informational plugin provenance."""
-    data = config.model_dump(mode="json")
-    for key in ("seed", "threads", "device"):
-        data["train"].pop(key, None)
-    data.pop("plugin_packages", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def eval_seeds(suite: Suite) -> list[int]:
-    return [suite.spec.seed + EVAL_SEED_OFFSET + i for i in range(suite.seeds)]
-
-
 def run_config(config: Any, split: int, seed: int) -> Any:
     """The chosen ``config`` trained with ``seed`` on holdout ``split`` (0: the dataset's own
     split, options untouched; r: ``split_seed`` = the dataset's split seed + r)."""
@@ -94,10 +81,6 @@ def run_config(config: Any, split: int, seed: int) -> Any:
         out = out.model_copy(update={"train": out.train.model_copy(
             update={"threads": torch.get_num_threads()})})
     return out
-
-
-def choice_key(arm: str, dataset: str) -> str:
-    return f"{CHOICE_ATTR}.{arm}.{dataset}"
 
 
 def suite_command(suite: Suite, *, storage: str | None, only: Sequence[str]) -> str:
@@ -420,9 +403,9 @@ def _search_and_choose(unit: Unit, *, suite: Suite, url: str, storage: Any,
     from rich.console import Console
 
     from losstune.objectives.config import TrialConfig
-    from losstune.studies.api import run_study
     from losstune.studies.confirm import confirm_study, stored_confirmation, top_trials
     from losstune.studies.optuna_parts import best_first
+    from losstune.studies.session import run_study
 
     spec = unit.study
     where = f"{unit.arm}/{unit.dataset}"

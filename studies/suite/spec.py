@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -511,3 +513,28 @@ def _check_parts(config: Any, where: str) -> None:
                              eval_rule=config.eval.rule)
     except IncompatibleConfigError as exc:
         raise SuiteFileError(f"{where}: config.model.head: {exc}") from None
+
+
+# ---------------------------------------------------------------------- keys of stored runs
+CHOICE_ATTR = "choice"
+#: training seeds of the paired evaluation: suite seed + EVAL_SEED_OFFSET + i (never a seed
+#: that a search or a confirmation used with the default seeds)
+EVAL_SEED_OFFSET = 10000
+
+
+def config_digest(config: Any) -> str:
+    """What identifies a chosen configuration: the trial config without the run's seed,
+    thread count, device and informational plugin provenance."""
+    data = config.model_dump(mode="json")
+    for key in ("seed", "threads", "device"):
+        data["train"].pop(key, None)
+    data.pop("plugin_packages", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def eval_seeds(suite: Suite) -> list[int]:
+    return [suite.spec.seed + EVAL_SEED_OFFSET + i for i in range(suite.seeds)]
+
+
+def choice_key(arm: str, dataset: str) -> str:
+    return f"{CHOICE_ATTR}.{arm}.{dataset}"

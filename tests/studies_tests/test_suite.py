@@ -24,10 +24,9 @@ from losstune.storage import get_storage
 from losstune.studies import api
 from losstune.studies.cli import cli
 from losstune.studies.runner import StudyMismatchError
+from losstune.studies.stats import holm, paired_test, t_interval, verdict
 from losstune.studies.suite.outputs import fmt_cell, fmt_diff, fmt_p
-from losstune.studies.suite.runner import config_digest
-from losstune.studies.suite.spec import SuiteFileError, load_suite
-from losstune.studies.suite.stats import holm, paired_test, t_interval, verdict
+from losstune.studies.suite.spec import SuiteFileError, config_digest, load_suite
 from tests.studies_tests.ray_helpers import REPO, subprocess_env
 
 BASE_STUDY = REPO / "examples" / "suites" / "studies" / "synthetic_base.yaml"

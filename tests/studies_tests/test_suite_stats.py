@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from losstune.studies.suite.stats import (
+from losstune.studies.stats import (
     DOES_NOT_HOLD,
     HOLDS,
     INCONCLUSIVE,
