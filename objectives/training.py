@@ -25,7 +25,8 @@ import torch
 from losstune.objectives.compat import IncompatibleConfigError, check_model_contract, model_input
 from losstune.objectives.config import TrialConfig
 from losstune.objectives.data import TextDataset, load_dataset
-from losstune.objectives.errors import LosstuneError
+from losstune.objectives.devices import resolve_device
+from losstune.objectives.errors import ConfigurationError, LosstuneError
 from losstune.objectives.features import encoder_outputs, token_context
 from losstune.objectives.losses import Batch, WeightedSum, build_loss, get_loss_class, term_names
 from losstune.objectives.metrics import (
@@ -61,10 +62,6 @@ class TrialPrunedSignal(Exception):
 
 class NonFiniteLossError(LosstuneError, FloatingPointError):
     """The training loss became NaN or infinite; the trial fails with this reason."""
-
-
-class ConfigurationError(LosstuneError, ValueError):
-    """The trial configuration cannot be built (e.g. a loss needs an output the head lacks)."""
 
 
 @dataclass
@@ -114,17 +111,6 @@ class PreparedData:
 
 _prepared: dict[str, PreparedData] = {}
 _prepared_lock = threading.Lock()
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigurationError(
-            f"train.device is {device!r} but no CUDA device is available here; "
-            "use 'cpu' or 'auto'."
-        )
-    return torch.device(device)
 
 
 def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> PreparedData:

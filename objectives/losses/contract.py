@@ -26,6 +26,7 @@ import torch
 
 from losstune.objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
 from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from losstune.objectives.registry import NAME_RULE, is_valid_name
 
 #: Outputs whose random stand-ins take gradients (the others are data or a frozen teacher).
 _TRAINABLE_OUTPUTS = frozenset(
@@ -194,8 +195,8 @@ def check_loss_class(
 
 def _check_attributes(cls: type[BaseLoss], add: Any) -> None:
     name = cls.name
-    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-        add("registry", f"`name` must be a snake_case identifier, got {name!r}")
+    if not is_valid_name(name):
+        add("registry", f"`name` must be snake_case ({NAME_RULE}), got {name!r}")
     if not cls.display_name:
         add("registry", "set `display_name` (the paper's label, e.g. 'DB' or 'ArcFace')")
     unknown = sorted(set(cls.requires) - set(OUTPUT_FIELDS))
