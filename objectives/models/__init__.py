@@ -8,11 +8,11 @@ from typing import Any
 
 from losstune.objectives.models.heads import BaseHead, LinearHead, MLPHead
 from losstune.objectives.models.latentg import DualTextCNNHead, LatentGStudentHead
-from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
 from losstune.objectives.models.projection import ProjectionHead
 from losstune.objectives.models.sequence import BiRNNHead, TextCNNHead
 from losstune.objectives.models.space import SpaceHead
 from losstune.objectives.registry import Registry
+from losstune.objectives.types import OUTPUT_FIELDS, ModelOutputs
 
 #: Constructor arguments filled from the data, never searched.
 HEAD_CONTEXT_ARGS = frozenset(

@@ -12,10 +12,9 @@ from typing import Any
 
 import torch
 
-from losstune.objectives.losses.contract import Problem
 from losstune.objectives.models.heads import BaseHead
-from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
 from losstune.objectives.registry import NAME_RULE, is_valid_name
+from losstune.objectives.types import OUTPUT_FIELDS, ModelOutputs, Problem
 
 #: Input kinds a head may read, and the cached encoder outputs each one means.
 INPUT_KINDS = ("embeddings", "token_states", "token_ids")

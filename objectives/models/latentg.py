@@ -30,8 +30,8 @@ import torch
 
 from losstune.objectives.models.dual_textcnn import MIN_IN_DIM, DualTextCNN
 from losstune.objectives.models.heads import BaseHead
-from losstune.objectives.models.outputs import ModelOutputs
 from losstune.objectives.models.teacher import TeacherSettings, teacher_inputs
+from losstune.objectives.types import ModelOutputs
 
 #: The teacher's settings when a study sets none (the student's ``teacher_*`` defaults).
 _TEACHER = TeacherSettings()

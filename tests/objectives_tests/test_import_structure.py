@@ -8,6 +8,9 @@ modules together (and hides the tie from a reader).
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -118,7 +121,7 @@ def test_a_cycle_would_be_found() -> None:
 def test_leaf_modules_import_no_other_part_of_objectives() -> None:
     graph = import_graph()
     allowed = {f"{PACKAGE}.errors"}
-    for leaf in ("registry", "devices", "errors", "_checks"):
+    for leaf in ("registry", "devices", "errors", "_checks", "types"):
         assert graph[f"{PACKAGE}.{leaf}"] <= allowed, (leaf, graph[f"{PACKAGE}.{leaf}"])
 
 
@@ -127,3 +130,42 @@ def test_registries_do_not_import_plugins() -> None:
     for module, targets in graph.items():
         if module != f"{PACKAGE}.plugins":
             assert f"{PACKAGE}.plugins" not in targets, module
+
+
+def _loaded_by(statement: str) -> list[str]:
+    """The losstune modules (and torch, if any) a fresh interpreter has after ``statement``."""
+    code = (f"import sys\n{statement}\nimport json\n"
+            "print(json.dumps(sorted(m for m in sys.modules "
+            "if m.startswith('losstune.') or m == 'torch')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_importing_one_loss_loads_no_head_loader_or_encoder() -> None:
+    loaded = _loaded_by("import losstune.objectives.losses.ce")
+    heavy = [m for m in loaded if m.startswith((f"{PACKAGE}.models", f"{PACKAGE}.data",
+                                                f"{PACKAGE}.encoders", f"{PACKAGE}.plugins"))]
+    assert heavy == [], heavy
+    assert f"{PACKAGE}.types" in loaded
+
+
+def test_leaf_modules_load_light() -> None:
+    loaded = _loaded_by(f"import {PACKAGE}.registry, {PACKAGE}.devices")
+    assert "torch" not in loaded
+    assert set(loaded) <= {"losstune.objectives", f"{PACKAGE}.registry", f"{PACKAGE}.devices",
+                           f"{PACKAGE}.errors"}, loaded
+
+
+def test_the_plugin_surface_offers_every_part_and_its_registration() -> None:
+    from losstune.objectives import extend, losses, models
+    from losstune.objectives.models import outputs
+
+    # one class per concept, whichever path a plugin used before
+    assert extend.Batch is losses.Batch and extend.ModelOutputs is models.ModelOutputs
+    assert outputs.ModelOutputs is extend.ModelOutputs and extend.BaseHead is models.BaseHead
+    for name in ("BaseLoss", "BaseHead", "TextEncoder", "Batch", "ModelOutputs", "check",
+                 "DatasetInfo", "RawDataset", "register_loss", "register_model",
+                 "register_encoder", "register_dataset"):
+        assert name in extend.__all__ and hasattr(extend, name), name
