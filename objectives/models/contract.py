@@ -1,6 +1,6 @@
 """What every model head (built-in or plugin) must satisfy, checked on random inputs.
 
-``check_model_class(cls)`` returns a list of :class:`~losstune.objectives.losses.contract.Problem`
+``check_model_class(cls)`` returns a list of :class:`~losstune.objectives.types.Problem`
 (empty: the head passes). It is what ``losstune check-model`` and the project's own tests run.
 """
 
