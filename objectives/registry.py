@@ -83,6 +83,10 @@ SOURCES: dict[str, PluginSource] = {}
 class Registry(Mapping[str, T], Generic[T]):
     """Named parts of one kind, with their entry-point group.
 
+    As a mapping it holds the parts registered so far (``get(name)`` returns ``None`` for an
+    unknown name, as a dict's does, and loads no plugin); :meth:`lookup` loads the group's
+    installed plugins first and raises a message naming the valid parts.
+
     Args:
         kind: what the parts are called in messages (``"loss"``, ``"model head"``, ...).
         key: the short kind of plugin sources and exports (``"loss"``, ``"model"``, ...).

@@ -163,6 +163,7 @@ def test_a_group_loads_once_on_the_first_lookup_from_many_threads(
     assert (source.module, source.package, source.version) == (
         "probe_threads_mod", "probe-threads", "1.2.3")
     assert source.provides == ["encoder:probe_enc"]
+    del SOURCES["encoder:probe_enc"]
 
 
 def test_a_misnamed_entry_point_fails_with_its_name_and_is_retried(
