@@ -14,4 +14,8 @@ class LosstuneError(Exception):
     what is valid."""
 
 
-__all__ = ["LosstuneError"]
+class ConfigurationError(LosstuneError, ValueError):
+    """The trial configuration cannot be built (e.g. a loss needs an output the head lacks)."""
+
+
+__all__ = ["ConfigurationError", "LosstuneError"]

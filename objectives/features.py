@@ -18,18 +18,12 @@ from losstune.objectives.cache import cached_rows, entry_dir, register_rows, row
 from losstune.objectives.config import EncoderConfig
 from losstune.objectives.data import TextDataset, load_dataset
 from losstune.objectives.data.base import SPLITS
+from losstune.objectives.devices import device_kind
 from losstune.objectives.encoders import build_encoder
 
 logger = logging.getLogger(__name__)
 
-
-def device_kind(device: str) -> str:
-    """``cpu`` or ``cuda``: what an encoding's numbers depend on (``auto`` resolved)."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device.split(":", 1)[0]
+__all__ = ["device_kind", "encoder_outputs", "feature_key", "token_context"]
 
 
 def feature_key(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import f1_score
 
+from losstune.objectives.registry import unknown_name_message
+
 #: metric name -> direction. ``loss`` is the validation loss.
 METRICS: dict[str, str] = {
     "accuracy": "maximize",
@@ -37,7 +39,7 @@ GROUPS = ("head", "medium", "tail")
 
 def metric_direction(name: str) -> str:
     if name not in METRICS:
-        raise KeyError(f"Unknown metric {name!r}; expected one of {sorted(METRICS)}.")
+        raise KeyError(unknown_name_message("metric", name, METRICS))
     return METRICS[name]
 
 

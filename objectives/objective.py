@@ -25,6 +25,7 @@ from losstune.objectives.attributes import (
 from losstune.objectives.config import TrialConfig
 from losstune.objectives.training import (
     NonFiniteLossError,
+    Reporter,
     TrialPrunedSignal,
     run_trial,
 )
@@ -36,8 +37,10 @@ class SpaceLike(Protocol):
     def to_config(self, values: Mapping[str, Any], template: Mapping[str, Any]) -> TrialConfig: ...
 
 
-class OptunaReporter:
-    """Adapts an Optuna trial to :class:`losstune.objectives.training.Reporter`."""
+class OptunaReporter(Reporter):
+    """Adapts an Optuna trial to :class:`losstune.objectives.training.Reporter` (no
+    :meth:`~losstune.objectives.training.Reporter.observe`: Optuna stores attributes at the
+    end of the trial)."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self.trial = trial

@@ -25,7 +25,8 @@ import torch
 from losstune.objectives.compat import IncompatibleConfigError, check_model_contract, model_input
 from losstune.objectives.config import TrialConfig
 from losstune.objectives.data import TextDataset, load_dataset
-from losstune.objectives.errors import LosstuneError
+from losstune.objectives.devices import resolve_device
+from losstune.objectives.errors import ConfigurationError, LosstuneError
 from losstune.objectives.features import encoder_outputs, token_context
 from losstune.objectives.losses import Batch, WeightedSum, build_loss, get_loss_class, term_names
 from losstune.objectives.metrics import (
@@ -41,9 +42,36 @@ from losstune.objectives.models.heads import BaseHead
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "BestEpochTracker",
+    "ConfigurationError",
+    "EpochStep",
+    "EvaluationStep",
+    "NonFiniteLossError",
+    "PreparedData",
+    "Reporter",
+    "TrialPrunedSignal",
+    "TrialResult",
+    "check_compatibility",
+    "prepare_data",
+    "resolve_device",
+    "run_trial",
+    "with_extra_inputs",
+]
+
 
 class Reporter(Protocol):
-    """Where per-epoch validation values go (an Optuna trial, in a study)."""
+    """Where per-epoch validation values go (an Optuna trial, in a study).
+
+    Each epoch the trainer calls :meth:`observe` with the result so far, then :meth:`report`
+    with the objective value, then :meth:`should_prune`. Subclass it to inherit the no-op
+    :meth:`observe`.
+    """
+
+    def observe(self, partial: TrialResult) -> None:
+        """The result so far (validation values at the best epoch, curves), each epoch; for
+        reporters that store attributes as they go (Ray Tune). Does nothing by default."""
+        return None
 
     def report(self, value: float, step: int) -> None: ...
 
@@ -61,10 +89,6 @@ class TrialPrunedSignal(Exception):
 
 class NonFiniteLossError(LosstuneError, FloatingPointError):
     """The training loss became NaN or infinite; the trial fails with this reason."""
-
-
-class ConfigurationError(LosstuneError, ValueError):
-    """The trial configuration cannot be built (e.g. a loss needs an output the head lacks)."""
 
 
 @dataclass
@@ -116,17 +140,6 @@ class PreparedData:
 
 _prepared: dict[str, PreparedData] = {}
 _prepared_lock = threading.Lock()
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigurationError(
-            f"train.device is {device!r} but no CUDA device is available here; "
-            "use 'cpu' or 'auto'."
-        )
-    return torch.device(device)
 
 
 def prepare_data(config: TrialConfig, *, head_input: str = "embeddings") -> PreparedData:
@@ -463,127 +476,246 @@ def _run_trial(
     for name in metric_names:
         metric_direction(name)
         _check_group_metric(name, evaluator.groups, config)
-    direction = metric_direction(config.eval.metric)
 
-    train_inputs = data.inputs["train"]
-    y_train, y_multi_train = data.y["train"], data.y_multi["train"]
-    n_train = len(y_multi_train)
-    epochs = config.train.epochs
-    curves: dict[str, list[float]] = {"train_loss": []}
-    for name in metric_names:
-        curves[f"val_{name}"] = []
-    best_value: float | None = None
-    best_epoch = -1
-    best_state: dict[str, torch.Tensor] | None = None
-    best_val: dict[str, float | list[float]] = {}
-    best_values: list[float] = []
-    last_terms: dict[str, float] = {}
-    since_best = 0
-    started = time.perf_counter()
-    epochs_run = 0
+    train_epoch = EpochStep(config=config, model=model, criterion=criterion,
+                            optimizer=optimizer, params=params, data=data, device=device,
+                            generator=generator)
+    tracker = BestEpochTracker(metric_names=metric_names,
+                               direction=metric_direction(config.eval.metric),
+                               evaluator=evaluator, device=device,
+                               class_names=list(data.dataset.class_names))
+    evaluate = EvaluationStep(evaluator=evaluator, criterion=criterion, data=data,
+                              device=device, metric_names=metric_names,
+                              started=tracker.started)
+    for epoch in range(config.train.epochs):
+        train_loss, terms = train_epoch(epoch)
+        tracker.record_training(epoch, train_loss, terms)
+        val_metrics = evaluate(model)
+        value = tracker.record_validation(epoch, val_metrics, model)
+        if on_epoch is not None:
+            on_epoch(epoch, {"value": value, "train_loss": train_loss})
+        if reporter is not None:
+            reporter.observe(tracker.result())
+            reporter.report(value, epoch)
+            if reporter.should_prune():
+                raise TrialPrunedSignal(epoch, tracker.result())
+        if config.train.patience is not None and tracker.since_best >= config.train.patience:
+            break
+    result = tracker.final_result(model, keep_state=keep_state)
+    if extra_rules:
+        result.test_by_rule = _test_by_rule(model, data, evaluator, device, extra_rules)
+    return result
 
-    def snapshot_result(epoch_count: int) -> TrialResult:
-        return TrialResult(
-            value=float(best_value) if best_value is not None else math.nan,
-            values=list(best_values),
-            metric_names=metric_names,
-            best_epoch=best_epoch,
-            epochs_run=epoch_count,
-            val=scalar_metrics(best_val) if best_val else {},
-            test={},
-            val_per_class_f1=list(best_val.get("per_class_f1", [])) if best_val else [],
-            test_per_class_f1=[],
-            terms=dict(last_terms),
-            curves={k: list(v) for k, v in curves.items()},
-            prediction_rule=evaluator.rule,
-            prediction_threshold=evaluator.threshold_description(),
-            train_seconds=time.perf_counter() - started,
-            device=str(device),
-            class_names=list(data.dataset.class_names),
-        )
 
-    for epoch in range(epochs):
-        criterion.on_epoch_start(epoch, epochs)
-        model.train()
-        order = torch.randperm(n_train, generator=generator)
+class EpochStep:
+    """One training epoch: shuffle, then per batch the loss, its backward pass and an
+    optimiser step. Calling it returns the epoch's mean loss and mean loss terms.
+
+    Raises:
+        NonFiniteLossError: a batch's loss is NaN or infinite (before its backward pass).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: TrialConfig,
+        model: BaseHead,
+        criterion: WeightedSum,
+        optimizer: torch.optim.Optimizer,
+        params: list[torch.nn.Parameter],
+        data: PreparedData,
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> None:
+        self.model = model
+        self.criterion = criterion
+        self.optimizer = optimizer
+        self.params = params
+        self.device = device
+        self.generator = generator
+        self.epochs = config.train.epochs
+        self.batch_size = config.train.batch_size
+        self.grad_clip = config.train.grad_clip
+        self.inputs = data.inputs["train"]
+        self.y, self.y_multi = data.y["train"], data.y_multi["train"]
+
+    def __call__(self, epoch: int) -> tuple[float, dict[str, float]]:
+        self.criterion.on_epoch_start(epoch, self.epochs)
+        self.model.train()
+        n = len(self.y_multi)
+        order = torch.randperm(n, generator=self.generator)
         sums: dict[str, float] = {}
         total_sum, n_batches = 0.0, 0
-        for start in range(0, n_train, config.train.batch_size):
-            idx = order[start : start + config.train.batch_size]
-            batch = Batch(
-                index=idx.to(device),
-                y=None if y_train is None else y_train[idx].to(device),
-                y_multi=y_multi_train[idx].to(device),
-                epoch=epoch,
-                num_epochs=epochs,
-            )
-            outputs = model(_batch_inputs(train_inputs, idx, device))
-            total, terms = criterion(outputs, batch)
-            if not torch.isfinite(total):
-                shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                raise NonFiniteLossError(
-                    f"training loss became {float(total.detach())} at epoch {epoch}, batch "
-                    f"{start // config.train.batch_size} (terms: {shown}); lower train.lr or "
-                    "check the loss knobs"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if config.train.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
-            optimizer.step()
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            total, terms = self._loss(idx, epoch, batch_number=start // self.batch_size)
+            self._step(total)
             total_sum += float(total.detach())
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             n_batches += 1
-        epochs_run = epoch + 1
-        curves["train_loss"].append(total_sum / max(n_batches, 1))
-        last_terms = {k: v / max(n_batches, 1) for k, v in sums.items()}
-        for k, v in last_terms.items():
-            curves.setdefault(f"term_{k}", []).append(v)
+        return total_sum / max(n_batches, 1), {k: v / max(n_batches, 1) for k, v in sums.items()}
 
-        val_metrics = evaluator.metrics(model, "val", tune=True)
-        if "loss" in metric_names:
+    def _loss(
+        self, idx: torch.Tensor, epoch: int, *, batch_number: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The batch's weighted loss and its terms, checked to be finite."""
+        batch = Batch(
+            index=idx.to(self.device),
+            y=None if self.y is None else self.y[idx].to(self.device),
+            y_multi=self.y_multi[idx].to(self.device),
+            epoch=epoch,
+            num_epochs=self.epochs,
+        )
+        outputs = self.model(_batch_inputs(self.inputs, idx, self.device))
+        total, terms = self.criterion(outputs, batch)
+        if not torch.isfinite(total):
+            shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"training loss became {float(total.detach())} at epoch {epoch}, batch "
+                f"{batch_number} (terms: {shown}); lower train.lr or check the loss knobs"
+            )
+        return total, terms
+
+    def _step(self, total: torch.Tensor) -> None:
+        """Backward pass, optional gradient clipping, optimiser step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.optimizer.step()
+
+
+class EvaluationStep:
+    """The validation metrics of one epoch: the evaluator's (thresholds tuned on validation
+    when the config says so), plus ``loss`` (the weighted loss on validation) and
+    ``train_seconds`` (since training started) when they are among the metrics."""
+
+    def __init__(
+        self,
+        *,
+        evaluator: _Evaluator,
+        criterion: WeightedSum,
+        data: PreparedData,
+        device: torch.device,
+        metric_names: list[str],
+        started: float,
+    ) -> None:
+        self.evaluator = evaluator
+        self.criterion = criterion
+        self.data = data
+        self.device = device
+        self.metric_names = metric_names
+        self.started = started
+
+    def __call__(self, model: BaseHead) -> dict[str, float | list[float]]:
+        val_metrics = self.evaluator.metrics(model, "val", tune=True)
+        if "loss" in self.metric_names:
             # losses that draw random numbers (G-Loss masks) must not shift training's stream
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                val_metrics["loss"] = _split_loss(model, criterion, data, "val", device)
-        if "train_seconds" in metric_names:
-            val_metrics["train_seconds"] = time.perf_counter() - started
-        values = [float(val_metrics[name]) for name in metric_names]  # type: ignore[arg-type]
-        for name, v in zip(metric_names, values, strict=True):
-            curves[f"val_{name}"].append(v)
-        value = values[0]
-        if _is_better(value, best_value, direction):
-            best_value, best_epoch, best_values = value, epoch, values
-            best_val = val_metrics
-            best_state = copy.deepcopy(model.state_dict())
-            best_thresholds = copy.deepcopy(evaluator.thresholds)
-            since_best = 0
-        else:
-            since_best += 1
-        if on_epoch is not None:
-            on_epoch(epoch, {"value": value, "train_loss": curves["train_loss"][-1]})
-        if reporter is not None:
-            observe = getattr(reporter, "observe", None)
-            if observe is not None:  # optional hook (Ray Tune): the result so far, each epoch
-                observe(snapshot_result(epochs_run))
-            reporter.report(value, epoch)
-            if reporter.should_prune():
-                raise TrialPrunedSignal(epoch, snapshot_result(epochs_run))
-        if config.train.patience is not None and since_best >= config.train.patience:
-            break
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):
+                val_metrics["loss"] = _split_loss(model, self.criterion, self.data, "val",
+                                                  self.device)
+        if "train_seconds" in self.metric_names:
+            val_metrics["train_seconds"] = time.perf_counter() - self.started
+        return val_metrics
 
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    evaluator.thresholds = best_thresholds
-    test_metrics = evaluator.metrics(model, "test")
-    result = snapshot_result(epochs_run)
-    result.test = scalar_metrics(test_metrics)
-    result.test_per_class_f1 = list(test_metrics.get("per_class_f1", []))  # type: ignore[arg-type]
-    if extra_rules:
-        result.test_by_rule = _test_by_rule(model, data, evaluator, device, extra_rules)
-    if keep_state:
-        result.state_dict = {k: v.detach().cpu().clone() for k, v in best_state.items()}
-    return result
+
+class BestEpochTracker:
+    """Keeps the epoch with the best objective value (its value, metrics, weights and
+    thresholds), the per-epoch curves and the patience counter, and builds the
+    :class:`TrialResult` so far (:meth:`result`) or at the end (:meth:`final_result`)."""
+
+    def __init__(
+        self,
+        *,
+        metric_names: list[str],
+        direction: str,
+        evaluator: _Evaluator,
+        device: torch.device,
+        class_names: list[str],
+    ) -> None:
+        self.metric_names = metric_names
+        self.direction = direction
+        self.evaluator = evaluator
+        self.device = device
+        self.class_names = class_names
+        self.curves: dict[str, list[float]] = {"train_loss": []}
+        for name in metric_names:
+            self.curves[f"val_{name}"] = []
+        self.best_value: float | None = None
+        self.best_epoch = -1
+        self.best_values: list[float] = []
+        self.best_val: dict[str, float | list[float]] = {}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_thresholds: np.ndarray | float | None = None
+        self.last_terms: dict[str, float] = {}
+        self.since_best = 0
+        self.epochs_run = 0
+        self.started = time.perf_counter()
+
+    def record_training(self, epoch: int, train_loss: float, terms: dict[str, float]) -> None:
+        """The epoch's mean training loss and terms (curves ``train_loss``, ``term_*``)."""
+        self.epochs_run = epoch + 1
+        self.curves["train_loss"].append(train_loss)
+        self.last_terms = terms
+        for k, v in terms.items():
+            self.curves.setdefault(f"term_{k}", []).append(v)
+
+    def record_validation(
+        self, epoch: int, val_metrics: dict[str, float | list[float]], model: BaseHead
+    ) -> float:
+        """Add the epoch's validation values to the curves, keep the epoch if it is the best
+        so far (else count it against the patience), and return its objective value."""
+        values = [float(val_metrics[name]) for name in self.metric_names]  # type: ignore[arg-type]
+        for name, v in zip(self.metric_names, values, strict=True):
+            self.curves[f"val_{name}"].append(v)
+        value = values[0]
+        if _is_better(value, self.best_value, self.direction):
+            self.best_value, self.best_epoch, self.best_values = value, epoch, values
+            self.best_val = val_metrics
+            self.best_state = copy.deepcopy(model.state_dict())
+            self.best_thresholds = copy.deepcopy(self.evaluator.thresholds)
+            self.since_best = 0
+        else:
+            self.since_best += 1
+        return value
+
+    def result(self) -> TrialResult:
+        """The result so far: validation values at the best epoch, no test metrics."""
+        best_val = self.best_val
+        return TrialResult(
+            value=float(self.best_value) if self.best_value is not None else math.nan,
+            values=list(self.best_values),
+            metric_names=self.metric_names,
+            best_epoch=self.best_epoch,
+            epochs_run=self.epochs_run,
+            val=scalar_metrics(best_val) if best_val else {},
+            test={},
+            val_per_class_f1=list(best_val.get("per_class_f1", [])) if best_val else [],
+            test_per_class_f1=[],
+            terms=dict(self.last_terms),
+            curves={k: list(v) for k, v in self.curves.items()},
+            prediction_rule=self.evaluator.rule,
+            prediction_threshold=self.evaluator.threshold_description(),
+            train_seconds=time.perf_counter() - self.started,
+            device=str(self.device),
+            class_names=list(self.class_names),
+        )
+
+    def final_result(self, model: BaseHead, *, keep_state: bool) -> TrialResult:
+        """Restore the best epoch's weights and thresholds, score the test split once, and
+        return the full result (with the weights when ``keep_state``)."""
+        assert self.best_state is not None
+        model.load_state_dict(self.best_state)
+        self.evaluator.thresholds = self.best_thresholds  # type: ignore[assignment]
+        test_metrics = self.evaluator.metrics(model, "test")
+        result = self.result()
+        result.test = scalar_metrics(test_metrics)
+        result.test_per_class_f1 = list(test_metrics.get("per_class_f1", []))  # type: ignore[arg-type]
+        if keep_state:
+            result.state_dict = {k: v.detach().cpu().clone() for k, v in self.best_state.items()}
+        return result
 
 
 @torch.no_grad()

@@ -10,7 +10,6 @@ one that calls ``trial.suggest_*``), skipping a loss's knobs unless that loss wa
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import inspect
 import json
@@ -22,6 +21,7 @@ from losstune.objectives.config import LossConfig, LossTerm, ModelConfig, TrialC
 from losstune.objectives.errors import LosstuneError
 from losstune.objectives.losses import get_loss_class
 from losstune.objectives.models import get_model_class, model_hyperparameters
+from losstune.objectives.registry import did_you_mean
 from losstune.search_spaces.losses import AUX_WEIGHT, AUX_WEIGHT_DEFAULTS, LOSS_SPACES
 from losstune.search_spaces.params import (
     CategoricalDist,
@@ -178,8 +178,7 @@ class SearchSpace:
             if name not in by_name:
                 declared = self._declared_knob(name, raw)
                 if declared is None:
-                    close = difflib.get_close_matches(name, list(by_name), n=1)
-                    hint = f" Did you mean {close[0]!r}?" if close else ""
+                    hint = did_you_mean(name, by_name)
                     raise SpaceError(
                         f"space.{name}: no such parameter in this study.{hint} Valid "
                         f"parameters: {', '.join(sorted(by_name))}"
@@ -215,8 +214,7 @@ class SearchSpace:
         loss, arg = parts[1], parts[2]
         knobs = get_loss_class(loss).hyperparameters()
         if arg not in knobs:
-            close = difflib.get_close_matches(name, [p.name for p in self.params], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, [p.name for p in self.params])
             raise SpaceError(
                 f"space.{name}: no such parameter; loss {loss!r} has no knob {arg!r}.{hint} "
                 f"Its knobs: {', '.join(sorted(knobs))}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from losstune.objectives.registry import unknown_name_message
+
 
 @dataclass(frozen=True)
 class Split:
@@ -69,7 +71,7 @@ class TextDataset:
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
-            raise KeyError(f"Unknown split {name!r}; expected one of {list(SPLITS)}.")
+            raise KeyError(unknown_name_message("split", name, SPLITS))
         return getattr(self, name)
 
     def multi_hot(self, split: str) -> np.ndarray:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from losstune.objectives.data import files, hierarchy, mr, orange, reuters21578, synthetic, trec
+import losstune.objectives.data.files as files
+import losstune.objectives.data.hierarchy as hierarchy
+import losstune.objectives.data.mr as mr
+import losstune.objectives.data.orange as orange
+import losstune.objectives.data.reuters21578 as reuters21578
+import losstune.objectives.data.synthetic as synthetic
+import losstune.objectives.data.trec as trec
 from losstune.objectives.data.registry import DatasetInfo, RawDataset, register_dataset
 
 

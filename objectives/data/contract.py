@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from losstune.objectives.data.base import SPLITS, TextDataset
-from losstune.objectives.losses.contract import Problem
+from losstune.objectives.types import Problem
 
 #: Largest share of a held-out split whose exact text also appears in train. Real corpora have
 #: a few duplicates (R8 val 2.2%, TREC test 1.8%); much more means the splits leak.

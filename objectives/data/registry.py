@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -14,6 +13,8 @@ import numpy as np
 from losstune.objectives.data.base import SPLITS, Split, TextDataset
 from losstune.objectives.data.splits import split_off, subset
 from losstune.objectives.errors import LosstuneError
+from losstune.objectives.registry import Registry
+from losstune.objectives.registry import unknown_name_message as unknown_name_message
 
 
 class DatasetError(LosstuneError, ValueError):
@@ -74,7 +75,16 @@ class DatasetInfo:
     check: Callable[[Mapping[str, Any]], None] | None = None
 
 
-DATASETS: dict[str, DatasetInfo] = {}
+#: Every dataset by name (a read-only mapping; add one with :func:`register_dataset`).
+DATASETS: Registry[DatasetInfo] = Registry(
+    kind="dataset",
+    key="dataset",
+    base=DatasetInfo,
+    base_path="losstune.objectives.data.DatasetInfo",
+    group="losstune.datasets",
+    instances=True,
+    unknown_error=UnknownDatasetError,
+)
 
 #: Options every dataset accepts besides its loader's own.
 COMMON_OPTIONS = ("limit", "val_fraction", "split_seed")
@@ -82,26 +92,13 @@ COMMON_OPTIONS = ("limit", "val_fraction", "split_seed")
 
 def register_dataset(info: DatasetInfo, *, overwrite: bool = False) -> None:
     """Add a dataset to the registry (plugins call this too)."""
-    if not info.name or not info.name.replace("_", "").replace("-", "").isalnum():
-        raise ValueError(f"dataset name must be a non-empty identifier, but got {info.name!r}")
-    if info.name in DATASETS and not overwrite and DATASETS[info.name] is not info:
-        raise ValueError(f"dataset {info.name!r} is already registered")
-    DATASETS[info.name] = info
-
-
-def unknown_name_message(kind: str, name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"Unknown {kind} {name!r}; expected one of {sorted(valid)}.{hint}"
+    DATASETS.register(info, overwrite=overwrite)
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    from losstune.objectives.plugins import load_entry_point_plugins
-
-    load_entry_point_plugins()
-    if name not in DATASETS:
-        raise UnknownDatasetError(unknown_name_message("dataset", name, list(DATASETS)))
-    return DATASETS[name]
+    """The registered dataset (installed plugins included); an unknown name raises
+    :class:`UnknownDatasetError` listing the valid names."""
+    return DATASETS.lookup(name)
 
 
 def _limits(value: Any) -> dict[str, int | None]:

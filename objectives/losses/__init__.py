@@ -1,18 +1,17 @@
 """The loss registry.
 
 Adding a loss: write ``objectives/losses/<name>.py`` (a :class:`BaseLoss` subclass with a
-docstring, typed keyword-only knobs, ``compute`` and ``forward``), add one line to ``LOSSES``,
-one entry to ``losstune.search_spaces.losses.LOSS_SPACES`` and a test module; the contract test
+docstring, typed keyword-only knobs, ``compute`` and ``forward``), add its class to the
+built-ins registered in ``LOSSES`` below, one entry to
+``losstune.search_spaces.losses.LOSS_SPACES`` and a test module; the contract test
 (``tests/objectives_tests/losses_tests/test_loss_contract.py``) says which step is missing.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from losstune.objectives.data.registry import unknown_name_message
 from losstune.objectives.losses.balanced import (
     BCELoss,
     CBNTRLoss,
@@ -32,68 +31,54 @@ from losstune.objectives.losses.metric_learning import ArcFaceLoss, TripletLoss
 from losstune.objectives.losses.overlap import DiceLoss, TverskyLoss
 from losstune.objectives.losses.space import SpaceLoss
 from losstune.objectives.losses.weighted_sum import WeightedSum, term_names
+from losstune.objectives.registry import Registry
 
-LOSSES: dict[str, type[BaseLoss]] = {
-    "ce": CrossEntropyLoss,
-    "bce": BCELoss,
-    "focal": FocalLoss,
-    "cb": ClassBalancedLoss,
-    "r_focal": RebalancedFocalLoss,
-    "ntr_focal": NTRFocalLoss,
-    "db_no_focal": DBNoFocalLoss,
-    "cb_ntr": CBNTRLoss,
-    "db": DistributionBalancedLoss,
-    "triplet": TripletLoss,
-    "arcface": ArcFaceLoss,
-    "space": SpaceLoss,
-    "g_loss": GLoss,
-    "latent_guidance": LatentGuidanceLoss,
-    "tversky": TverskyLoss,
-    "dice": DiceLoss,
-}
+#: Every loss by name (a read-only mapping; add one with :func:`register_loss`).
+LOSSES: Registry[type[BaseLoss]] = Registry(
+    kind="loss",
+    key="loss",
+    base=BaseLoss,
+    base_path="losstune.objectives.losses.BaseLoss",
+    group="losstune.losses",
+    knobs=lambda cls: cls.hyperparameters(),
+    context_args=CONTEXT_ARGS,
+)
+for _cls in (
+    CrossEntropyLoss,
+    BCELoss,
+    FocalLoss,
+    ClassBalancedLoss,
+    RebalancedFocalLoss,
+    NTRFocalLoss,
+    DBNoFocalLoss,
+    CBNTRLoss,
+    DistributionBalancedLoss,
+    TripletLoss,
+    ArcFaceLoss,
+    SpaceLoss,
+    GLoss,
+    LatentGuidanceLoss,
+    TverskyLoss,
+    DiceLoss,
+):
+    LOSSES.register(_cls)
+del _cls
 
 
 def get_loss_class(name: str) -> type[BaseLoss]:
-    """The registered loss class, with an error that lists the valid names."""
-    from losstune.objectives.plugins import load_entry_point_plugins
-
-    load_entry_point_plugins()
-    if name not in LOSSES:
-        raise KeyError(unknown_name_message("loss", name, list(LOSSES)))
-    return LOSSES[name]
+    """The registered loss class (installed plugins included); an unknown name raises
+    ``KeyError`` listing the valid names."""
+    return LOSSES.lookup(name)
 
 
 def register_loss(cls: type[BaseLoss], *, overwrite: bool = False) -> type[BaseLoss]:
     """Add a loss class to the registry under ``cls.name`` (plugins call this)."""
-    if not isinstance(cls, type) or not issubclass(cls, BaseLoss):
-        raise TypeError(f"{cls!r} is not a subclass of losstune.objectives.losses.BaseLoss")
-    name = getattr(cls, "name", "")
-    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-        raise ValueError(
-            f"loss class {cls.__qualname__} must declare a snake_case `name` identifier, "
-            f"got {name!r}"
-        )
-    if name in LOSSES and LOSSES[name] is not cls and not overwrite:
-        raise ValueError(
-            f"loss name {name!r} is already registered by {LOSSES[name].__module__}."
-            f"{LOSSES[name].__qualname__}"
-        )
-    LOSSES[name] = cls
-    return cls
+    return LOSSES.register(cls, overwrite=overwrite)
 
 
 def build_loss(name: str, params: Mapping[str, Any], context: Mapping[str, Any]) -> BaseLoss:
     """Instantiate a loss from its knobs plus the context arguments its constructor declares."""
-    cls = get_loss_class(name)
-    valid = cls.hyperparameters()
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"loss {name!r} has no parameter(s) {unknown}; valid parameters: {sorted(valid)}"
-        )
-    wanted = set(inspect.signature(cls.__init__).parameters) & CONTEXT_ARGS
-    kwargs = {k: context[k] for k in wanted if k in context}
-    return cls(**dict(params), **kwargs)
+    return LOSSES.build(name, params, context)  # type: ignore[no-any-return]
 
 
 __all__ = [

@@ -57,7 +57,7 @@ from losstune.objectives.losses.parts import (
     negative_tolerant,
     rebalanced_weight,
 )
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 
 def balanced_bce(

@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from losstune.objectives._checks import check  # noqa: F401 - re-exported for loss modules
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import Batch, ModelOutputs
+
+__all__ = ["CONTEXT_ARGS", "BaseLoss", "Batch", "ModelOutputs", "check"]
 
 #: Constructor arguments filled from the training data, never searched or exported as knobs.
 CONTEXT_ARGS = frozenset({"num_classes", "embedding_dim", "class_counts", "num_train"})
-
-
-@dataclass
-class Batch:
-    """Labels and bookkeeping of one minibatch.
-
-    Attributes:
-        index: row numbers of the batch's documents inside their split.
-        y: class indices ``(B,)`` for single-label data, ``None`` for multi-label data.
-        y_multi: multi-hot targets ``(B, C)`` float (one-hot for single-label data).
-        epoch: 0-based epoch number; ``num_epochs``: the run's epoch budget.
-    """
-
-    index: torch.Tensor
-    y: torch.Tensor | None
-    y_multi: torch.Tensor
-    epoch: int = 0
-    num_epochs: int = 1
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class BaseLoss(nn.Module):

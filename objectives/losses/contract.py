@@ -25,24 +25,13 @@ from typing import Any, Literal, get_args, get_origin
 import torch
 
 from losstune.objectives.losses.base import CONTEXT_ARGS, BaseLoss, Batch
-from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from losstune.objectives.registry import NAME_RULE, is_valid_name
+from losstune.objectives.types import OUTPUT_FIELDS, ModelOutputs, Problem
 
 #: Outputs whose random stand-ins take gradients (the others are data or a frozen teacher).
 _TRAINABLE_OUTPUTS = frozenset(
     {"logits", "embeddings", "space_activations", "latents", "reconstruction"}
 )
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One failed check: which loss, which step of adding a loss, and what to do."""
-
-    loss: str
-    step: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.loss}: [{self.step}] {self.message}"
 
 
 @dataclass(frozen=True)
@@ -194,14 +183,14 @@ def check_loss_class(
 
 def _check_attributes(cls: type[BaseLoss], add: Any) -> None:
     name = cls.name
-    if not isinstance(name, str) or not name.isidentifier() or name != name.lower():
-        add("registry", f"`name` must be a snake_case identifier, got {name!r}")
+    if not is_valid_name(name):
+        add("registry", f"`name` must be snake_case ({NAME_RULE}), got {name!r}")
     if not cls.display_name:
         add("registry", "set `display_name` (the paper's label, e.g. 'DB' or 'ArcFace')")
     unknown = sorted(set(cls.requires) - set(OUTPUT_FIELDS))
     if unknown:
         add("registry", f"`requires` names unknown output(s) {unknown}; known: "
-                        f"{list(OUTPUT_FIELDS)} (objectives/models/outputs.py)")
+                        f"{list(OUTPUT_FIELDS)} (objectives/types.py)")
     if cls.targets not in ("index", "multi_hot"):
         add("registry", f"`targets` must be 'index' or 'multi_hot', got {cls.targets!r}")
     for sub in cls.sub_terms:

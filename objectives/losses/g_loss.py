@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from losstune.objectives.losses.base import BaseLoss, Batch, check
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 Variant = Literal["paper", "faithful"]
 _TINY = 1e-300

@@ -22,7 +22,7 @@ import torch
 from pytorch_metric_learning import distances, losses, miners
 
 from losstune.objectives.losses.base import BaseLoss, Batch, check
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 Miner = Literal["batch_hard", "semi_hard", "all"]
 Distance = Literal["squared_l2", "l2", "cosine"]

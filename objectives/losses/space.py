@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from losstune.objectives.losses.base import BaseLoss, Batch, check
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 
 def _masked_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from losstune.objectives.losses.base import BaseLoss, Batch, check
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 
 def term_names(loss: BaseLoss) -> list[str]:

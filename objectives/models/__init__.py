@@ -6,41 +6,22 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from losstune.objectives.data.registry import unknown_name_message
 from losstune.objectives.models.heads import BaseHead, LinearHead, MLPHead
 from losstune.objectives.models.latentg import DualTextCNNHead, LatentGStudentHead
-from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
 from losstune.objectives.models.projection import ProjectionHead
 from losstune.objectives.models.sequence import BiRNNHead, TextCNNHead
 from losstune.objectives.models.space import SpaceHead
+from losstune.objectives.registry import Registry
+from losstune.objectives.types import OUTPUT_FIELDS, ModelOutputs
 
 #: Constructor arguments filled from the data, never searched.
 HEAD_CONTEXT_ARGS = frozenset(
     {"in_dim", "num_classes", "token_dim", "max_length", "vocab_size", "token_vectors"}
 )
 
-MODELS: dict[str, type[BaseHead]] = {
-    "linear": LinearHead,
-    "mlp": MLPHead,
-    "projection": ProjectionHead,
-    "space": SpaceHead,
-    "textcnn": TextCNNHead,
-    "birnn": BiRNNHead,
-    "dual_textcnn": DualTextCNNHead,
-    "latentg_student": LatentGStudentHead,
-}
-
-
-def get_model_class(name: str) -> type[BaseHead]:
-    from losstune.objectives.plugins import load_entry_point_plugins
-
-    load_entry_point_plugins()
-    if name not in MODELS:
-        raise KeyError(unknown_name_message("model head", name, list(MODELS)))
-    return MODELS[name]
-
 
 def model_hyperparameters(cls: type[BaseHead]) -> dict[str, inspect.Parameter]:
+    """The head constructor's keyword-only knobs (context arguments excluded)."""
     params = inspect.signature(cls.__init__).parameters
     return {
         n: p
@@ -49,31 +30,48 @@ def model_hyperparameters(cls: type[BaseHead]) -> dict[str, inspect.Parameter]:
     }
 
 
+#: Every model head by name (a read-only mapping; add one with :func:`register_model`).
+MODELS: Registry[type[BaseHead]] = Registry(
+    kind="model head",
+    key="model",
+    base=BaseHead,
+    base_path="losstune.objectives.models.BaseHead",
+    group="losstune.models",
+    knobs=model_hyperparameters,
+    context_args=HEAD_CONTEXT_ARGS,
+)
+for _cls in (
+    LinearHead,
+    MLPHead,
+    ProjectionHead,
+    SpaceHead,
+    TextCNNHead,
+    BiRNNHead,
+    DualTextCNNHead,
+    LatentGStudentHead,
+):
+    MODELS.register(_cls)
+del _cls
+
+
+def get_model_class(name: str) -> type[BaseHead]:
+    """The registered head class (installed plugins included); an unknown name raises
+    ``KeyError`` listing the valid names."""
+    return MODELS.lookup(name)
+
+
 def build_model(name: str, params: Mapping[str, Any], context: Mapping[str, Any]) -> BaseHead:
-    cls = get_model_class(name)
-    valid = model_hyperparameters(cls)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(
-            f"model head {name!r} has no parameter(s) {unknown}; valid parameters: {sorted(valid)}"
-        )
-    wanted = set(inspect.signature(cls.__init__).parameters) & HEAD_CONTEXT_ARGS
-    return cls(**dict(params), **{k: context[k] for k in wanted if k in context})
+    """Instantiate a head from its knobs plus the context arguments its constructor declares."""
+    return MODELS.build(name, params, context)  # type: ignore[no-any-return]
 
 
 def register_model(cls: type[BaseHead], *, overwrite: bool = False) -> type[BaseHead]:
-    if not isinstance(cls, type) or not issubclass(cls, BaseHead):
-        raise TypeError(f"{cls!r} is not a subclass of losstune.objectives.models.BaseHead")
-    name = getattr(cls, "name", "")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"model class {cls.__qualname__} must declare a `name`, got {name!r}")
-    if name in MODELS and MODELS[name] is not cls and not overwrite:
-        raise ValueError(f"model name {name!r} is already registered")
-    MODELS[name] = cls
-    return cls
+    """Add a head class to the registry under ``cls.name`` (plugins call this)."""
+    return MODELS.register(cls, overwrite=overwrite)
 
 
 __all__ = [
+    "HEAD_CONTEXT_ARGS",
     "MODELS",
     "OUTPUT_FIELDS",
     "BaseHead",

@@ -1,6 +1,6 @@
 """What every model head (built-in or plugin) must satisfy, checked on random inputs.
 
-``check_model_class(cls)`` returns a list of :class:`~losstune.objectives.losses.contract.Problem`
+``check_model_class(cls)`` returns a list of :class:`~losstune.objectives.types.Problem`
 (empty: the head passes). It is what ``losstune check-model`` and the project's own tests run.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from losstune.objectives.losses.contract import Problem
 from losstune.objectives.models.heads import BaseHead
-from losstune.objectives.models.outputs import OUTPUT_FIELDS, ModelOutputs
+from losstune.objectives.registry import NAME_RULE, is_valid_name
+from losstune.objectives.types import OUTPUT_FIELDS, ModelOutputs, Problem
 
 #: Input kinds a head may read, and the cached encoder outputs each one means.
 INPUT_KINDS = ("embeddings", "token_states", "token_ids")
@@ -96,8 +96,8 @@ def check_model_class(cls: type[BaseHead], *, shapes: ModelShapes | None = None,
     if not (isinstance(cls, type) and issubclass(cls, BaseHead)):
         add("registry", f"{cls!r} is not a subclass of losstune.objectives.models.BaseHead")
         return problems
-    if not name.isidentifier():
-        add("registry", f"`name` must be an identifier, got {name!r}")
+    if not is_valid_name(name):
+        add("registry", f"`name` must be snake_case ({NAME_RULE}), got {name!r}")
     if cls.input not in INPUT_KINDS:
         add("registry", f"`input` must be one of {list(INPUT_KINDS)}, got {cls.input!r}")
         return problems

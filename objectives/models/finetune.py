@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from losstune.objectives.models.heads import BaseHead
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 #: Texts per transformer call when scoring a whole split without gradients.
 EVAL_CHUNK = 128

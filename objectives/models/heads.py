@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from losstune.objectives._checks import check
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 
 class BaseHead(nn.Module):

@@ -27,76 +27,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
-from losstune.objectives._checks import check
+from losstune.objectives.models.dual_textcnn import MIN_IN_DIM, DualTextCNN
 from losstune.objectives.models.heads import BaseHead
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.models.teacher import TeacherSettings, teacher_inputs
+from losstune.objectives.types import ModelOutputs
 
-#: Smallest input width the three unpadded conv blocks can read (36 -> 16 -> 6 -> 1).
-MIN_IN_DIM = 36
-
-
-class _BatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm that uses its running statistics for a training batch of one example (a
-    ragged last batch), where batch statistics do not exist."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.shape[0] == 1:
-            return nn.functional.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
-                self.eps,
-            )
-        return super().forward(x)
-
-
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv1d(c_in, c_out, 3), _BatchNorm1d(c_out), nn.ReLU(),
-        nn.Conv1d(c_out, c_out, 3), _BatchNorm1d(c_out), nn.ReLU(),
-        nn.MaxPool1d(2),
-    )
-
-
-class DualTextCNN(nn.Module):
-    """Upstream's ``DualTextCNN`` with a configurable width.
-
-    * encoder: 3 blocks of [Conv1d(k=3, no padding) -> BN -> ReLU] x 2 -> MaxPool(2), channels
-      ``w, 2w, 4w`` (upstream 64, 128, 256), then global average pooling -> ``4w``;
-    * latent: Linear(4w -> latent_dim), no activation (``z``);
-    * classifier: ``latent_dim -> 128 -> 64 -> C`` with BN + ReLU after the hidden layers;
-    * decoder: ``latent_dim -> 64 -> 128 -> 256 -> in_dim`` with ReLU between layers (none on the
-      output, which reconstructs a signed vector).
-    """
-
-    def __init__(self, *, in_dim: int, num_classes: int, latent_dim: int = 32,
-                 width: int = 64) -> None:
-        super().__init__()
-        check(in_dim >= MIN_IN_DIM, f"in_dim >= {MIN_IN_DIM}", in_dim=in_dim)
-        check(latent_dim >= 1, "latent_dim >= 1", latent_dim=latent_dim)
-        check(width >= 1, "width >= 1", width=width)
-        self.encoder = nn.Sequential(
-            _block(1, width), _block(width, 2 * width), _block(2 * width, 4 * width),
-            nn.AdaptiveAvgPool1d(1), nn.Flatten(),
-        )
-        self.to_latent = nn.Linear(4 * width, latent_dim)
-        self.classifier = nn.Sequential(
-            nn.Linear(latent_dim, 128), _BatchNorm1d(128), nn.ReLU(),
-            nn.Linear(128, 64), _BatchNorm1d(64), nn.ReLU(),
-            nn.Linear(64, num_classes),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 64), nn.ReLU(),
-            nn.Linear(64, 128), nn.ReLU(),
-            nn.Linear(128, 256), nn.ReLU(),
-            nn.Linear(256, in_dim),
-        )
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(logits, reconstruction, latent)`` as upstream's forward returns them."""
-        z = self.to_latent(self.encoder(x.unsqueeze(1)))
-        return self.classifier(z), self.decoder(z), z
-
+#: The teacher's settings when a study sets none (the student's ``teacher_*`` defaults).
+_TEACHER = TeacherSettings()
 
 class DualTextCNNHead(BaseHead):
     """LatentG's DualTextCNN as a head on a pooled text vector (the teacher architecture).
@@ -165,19 +103,19 @@ class LatentGStudentHead(DualTextCNNHead):
         *,
         in_dim: int,
         num_classes: int,
-        latent_dim: int = 32,
+        latent_dim: int = _TEACHER.latent_dim,
         width: int = 64,
-        teacher_width: int = 64,
-        teacher_epochs: int = 30,
-        teacher_lr: float = 0.01,
-        teacher_optimizer: Literal["sgd", "adam"] = "sgd",
-        teacher_batch_size: int = 64,
-        teacher_recon_weight: float = 90.0,
-        teacher_seed: int = 42,
+        teacher_width: int = _TEACHER.width,
+        teacher_epochs: int = _TEACHER.epochs,
+        teacher_lr: float = _TEACHER.lr,
+        teacher_optimizer: Literal["sgd", "adam"] = _TEACHER.optimizer,
+        teacher_batch_size: int = _TEACHER.batch_size,
+        teacher_recon_weight: float = _TEACHER.recon_weight,
+        teacher_seed: int = _TEACHER.seed,
     ) -> None:
         super().__init__(in_dim=in_dim, num_classes=num_classes, latent_dim=latent_dim,
                          width=width)
-        self.teacher = teacher_settings(
+        self.teacher = TeacherSettings(
             latent_dim=latent_dim, width=teacher_width, epochs=teacher_epochs, lr=teacher_lr,
             optimizer=teacher_optimizer, batch_size=teacher_batch_size,
             recon_weight=teacher_recon_weight, seed=teacher_seed,
@@ -192,12 +130,7 @@ class LatentGStudentHead(DualTextCNNHead):
 
     @classmethod
     def extra_inputs(cls, config: Any, data: Any) -> dict[str, dict[str, torch.Tensor]]:
-        from losstune.objectives.models.teacher import teacher_inputs
-
         return teacher_inputs(config, data)
 
 
-def teacher_settings(**values: Any) -> Any:
-    from losstune.objectives.models.teacher import TeacherSettings
-
-    return TeacherSettings(**values)
+__all__ = ["MIN_IN_DIM", "DualTextCNN", "DualTextCNNHead", "LatentGStudentHead"]

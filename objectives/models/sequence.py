@@ -17,7 +17,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from losstune.objectives._checks import check
 from losstune.objectives.models.heads import BaseHead
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 EmbeddingMode = Literal["frozen", "tuned", "learned"]
 

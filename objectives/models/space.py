@@ -7,7 +7,7 @@ from torch import nn
 
 from losstune.objectives._checks import check
 from losstune.objectives.models.heads import BaseHead
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.types import ModelOutputs
 
 
 def masked_token_mean(activations: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,6 @@ shares the teacher settings reads one cache entry. Its validation metrics are st
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -30,7 +29,8 @@ import torch.nn.functional as F
 
 from losstune.objectives._checks import check
 from losstune.objectives.cache import cached_arrays
-from losstune.objectives.features import device_kind
+from losstune.objectives.devices import device_kind, resolve_device
+from losstune.objectives.models.dual_textcnn import DualTextCNN
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +65,23 @@ class TeacherSettings:
 
     @classmethod
     def from_model_params(cls, params: dict[str, Any]) -> TeacherSettings:
-        """Settings from a ``latentg_student``'s ``model.params`` (constructor defaults fill
-        the rest)."""
-        from losstune.objectives.models.latentg import LatentGStudentHead
+        """Settings from a ``latentg_student``'s ``model.params`` (the defaults, which are also
+        the student's constructor defaults, fill the rest)."""
+        return cls(**{setting: params[knob] for knob, setting in STUDENT_KNOBS.items()
+                      if knob in params})
 
-        sig = inspect.signature(LatentGStudentHead.__init__).parameters
-        value = {n: params.get(n, p.default) for n, p in sig.items()
-                 if p.default is not inspect.Parameter.empty}
-        return cls(
-            latent_dim=value["latent_dim"], width=value["teacher_width"],
-            epochs=value["teacher_epochs"], lr=value["teacher_lr"],
-            optimizer=value["teacher_optimizer"], batch_size=value["teacher_batch_size"],
-            recon_weight=value["teacher_recon_weight"], seed=value["teacher_seed"],
-        )
+
+#: ``latentg_student`` knob -> the teacher setting it sets.
+STUDENT_KNOBS = {
+    "latent_dim": "latent_dim",
+    "teacher_width": "width",
+    "teacher_epochs": "epochs",
+    "teacher_lr": "lr",
+    "teacher_optimizer": "optimizer",
+    "teacher_batch_size": "batch_size",
+    "teacher_recon_weight": "recon_weight",
+    "teacher_seed": "seed",
+}
 
 
 def _loss(model: Any, x: torch.Tensor, y: torch.Tensor, recon_weight: float) -> torch.Tensor:
@@ -116,8 +120,6 @@ def train_teacher(
     """Train a DualTextCNN teacher; returns the model at its best validation epoch and info
     (``val_loss``, ``best_epoch``, ``val_accuracy``, ``val_loss_curve``). The test split is
     never read."""
-    from losstune.objectives.models.latentg import DualTextCNN
-
     torch.manual_seed(settings.seed)
     x = {s: inputs[s].float().to(device) for s in ("train", "val")}
     y = {s: labels[s].to(device) for s in ("train", "val")}
@@ -190,8 +192,6 @@ def teacher_outputs(config: Any, data: Any) -> dict[str, np.ndarray]:
             f"data; dataset {data.dataset.name!r} is multi-label"
         )
     settings = TeacherSettings.from_model_params(dict(config.model.params))
-    from losstune.objectives.training import resolve_device
-
     device = resolve_device(config.train.device)
 
     def compute() -> dict[str, np.ndarray]:

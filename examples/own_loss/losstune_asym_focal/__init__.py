@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from losstune.objectives.losses import BaseLoss, Batch
-from losstune.objectives.models.outputs import ModelOutputs
+from losstune.objectives.extend import BaseLoss, Batch, ModelOutputs, check
 from losstune.search_spaces import FloatDist, register_loss_space
 
 __all__ = ["AsymmetricFocalLoss", "asymmetric_focal"]
@@ -65,12 +64,9 @@ class AsymmetricFocalLoss(BaseLoss):
         self, *, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05
     ) -> None:
         super().__init__()
-        if not gamma_pos >= 0:
-            raise ValueError(f"`gamma_pos >= 0` must hold, but got gamma_pos={gamma_pos}.")
-        if not gamma_neg >= 0:
-            raise ValueError(f"`gamma_neg >= 0` must hold, but got gamma_neg={gamma_neg}.")
-        if not 0 <= clip < 1:
-            raise ValueError(f"`0 <= clip < 1` must hold, but got clip={clip}.")
+        check(gamma_pos >= 0, "gamma_pos >= 0", gamma_pos=gamma_pos)
+        check(gamma_neg >= 0, "gamma_neg >= 0", gamma_neg=gamma_neg)
+        check(0 <= clip < 1, "0 <= clip < 1", clip=clip)
         self.gamma_pos, self.gamma_neg, self.clip = gamma_pos, gamma_neg, clip
 
     def compute(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -103,11 +103,16 @@ def test_good_probe_passes_class_checks() -> None:
 
 @pytest.fixture
 def registered(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201
+    names: list[str] = []
+
     def register(cls: type[BaseLoss], space: dict | None) -> None:
-        monkeypatch.setitem(LOSSES, cls.name, cls)
+        LOSSES.register(cls)
+        names.append(cls.name)
         if space is not None:
             monkeypatch.setitem(LOSS_SPACES, cls.name, space)
-    return register
+    yield register
+    for name in names:
+        LOSSES.unregister(name)
 
 
 def test_missing_search_space_is_reported(registered) -> None:  # noqa: ANN001

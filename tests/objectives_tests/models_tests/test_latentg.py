@@ -132,11 +132,11 @@ def test_student_batches_get_their_own_documents_teacher_rows() -> None:
     data = prepare_data(config)
     _AlignmentProbe.table = {k: np.array(v) for k, v in teacher_outputs(config, data).items()}
     _AlignmentProbe.seen = []
-    LOSSES["alignment_probe"] = _AlignmentProbe
+    LOSSES.register(_AlignmentProbe)
     try:
         run_trial(config)
     finally:
-        del LOSSES["alignment_probe"]
+        LOSSES.unregister("alignment_probe")
     seen = _AlignmentProbe.seen
     assert seen and all(lat and log for lat, log, _ in seen)
     assert not all(contiguous for *_, contiguous in seen)  # batches were shuffled
