@@ -82,4 +82,7 @@ def test_feature_key_includes_texts_and_encoder_identity() -> None:
     assert cache.STATS.hits == hits + 1
     entries = list((cache.cache_root() / "embeddings").glob("*/meta.json"))
     keys = [json.loads(p.read_text())["key"] for p in entries]
-    assert {"dataset", "split", "texts", "encoder", "max_length"} <= set(keys[0])
+    ours = [k for k in keys if k.get("dataset") == "synthetic" and k.get("split") == "val"
+            and k.get("max_length") == 61]
+    assert ours, "the split's entry is keyed by dataset, split and max_length"
+    assert {"dataset", "split", "texts", "encoder", "max_length"} <= set(ours[0])
