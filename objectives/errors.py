@@ -14,4 +14,19 @@ class LosstuneError(Exception):
     what is valid."""
 
 
-__all__ = ["LosstuneError"]
+#: Longest echo of a user's value inside an error message.
+SHOWN_LIMIT = 80
+
+
+def short_repr(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, saying how long it was: error
+    messages echo what the user wrote, never a megabyte of it."""
+    if isinstance(value, (str, bytes)) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    if len(text) > limit:
+        return f"{text[:limit]}... ({len(text)} characters)"
+    return text
+
+
+__all__ = ["SHOWN_LIMIT", "LosstuneError", "short_repr"]
