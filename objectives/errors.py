@@ -29,4 +29,10 @@ def short_repr(value: object, limit: int = SHOWN_LIMIT) -> str:
     return text
 
 
-__all__ = ["SHOWN_LIMIT", "LosstuneError", "short_repr"]
+def short_text(text: str, limit: int = 300) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was (messages quoting
+    another message, such as a library's exception)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+__all__ = ["SHOWN_LIMIT", "LosstuneError", "short_repr", "short_text"]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from losstune.objectives.errors import short_repr
+from losstune.objectives.errors import short_repr, short_text
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class KnobContext:
 
 def _refusal(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
-    text = short_repr(text, 300)[1:-1] if len(text) > 300 else text
+    text = short_text(text, 300) if len(text) > 300 else text
     return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
 
 

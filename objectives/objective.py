@@ -23,6 +23,9 @@ from losstune.objectives.training import (
     run_trial,
 )
 
+#: ``fail_reason`` of a trial aborted by a second Ctrl-C (KeyboardInterrupt).
+INTERRUPTED_REASON = "interrupted: a second Ctrl-C aborted the trial"
+
 
 class SpaceLike(Protocol):
     def sample(self, trial: Any) -> dict[str, Any]: ...
@@ -133,6 +136,9 @@ class Objective:
             raise
         except Exception as exc:  # every failure records why: max_failures counts these
             trial.set_user_attr("fail_reason", self.scrub(f"{type(exc).__name__}: {exc}"))
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: Optuna fails the trial; say why
+            trial.set_user_attr("fail_reason", INTERRUPTED_REASON)
             raise
         for key, value in result_attributes(result).items():
             trial.set_user_attr(key, value)

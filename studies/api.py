@@ -39,10 +39,11 @@ from losstune.studies.runner import (
     StopFlag,
     count_states,
     create_or_load,
+    fail_interrupted_trials,
     fail_stale_trials,
     install_sigint,
 )
-from losstune.studies.spec import StudySpec, load_study_file, parse_study
+from losstune.studies.spec import StudySpec, check_device, load_study_file, parse_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -60,9 +61,21 @@ def load_study(path: str | Path) -> tuple[StudySpec, str]:
 
 
 def describe_space(path: str | Path) -> tuple[StudySpec, Any]:
-    """Validate a study file and compile its search space (``losstune space``)."""
+    """Validate a study file as ``losstune run`` does (data included) and compile its search
+    space (``losstune space``)."""
     spec, _ = load_study_file(path)
     return spec, spec.compile_space()
+
+
+def device_warning(spec: StudySpec) -> str | None:
+    """Why ``losstune run`` (local launcher) would refuse ``spec``'s ``train.device`` on this
+    machine, else None (``losstune space`` prints it as a warning: Ray workers elsewhere may
+    have the GPU)."""
+    try:
+        check_device(spec.train.device)
+    except LosstuneError as exc:
+        return str(exc)
+    return None
 
 
 def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
@@ -73,6 +86,28 @@ def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
 
 def _url(storage: str | None, spec: StudySpec | None = None) -> str:
     return storage_pkg.resolve_storage_url(storage, spec.storage if spec else None)
+
+
+def check_storage_writable(url: str, *, writer: str = "a run") -> None:
+    """``writer`` (a run, confirm) writes to the storage: an SQLite file (or its folder,
+    where SQLite keeps its journal) that cannot be written is refused before anything is
+    created or trained."""
+    import os
+
+    path = storage_pkg.sqlite_path(url)
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    shown = storage_pkg.mask_url(url)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise storage_pkg.StorageError(
+            f"SQLite storage {str(path)!r} ({shown}) is read-only; {writer} writes its "
+            "trials there: make it writable or pass another --storage")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise storage_pkg.StorageError(
+            f"the folder {str(folder)!r} of SQLite storage {shown} is read-only; SQLite writes "
+            "its journal next to the database: make the folder writable or pass another "
+            "--storage")
 
 
 def run_study(
@@ -105,6 +140,9 @@ def run_study(
     n_workers = workers if workers is not None else (spec.ray.workers if launcher != "local"
                                                      else 1)
     chosen = get_launcher(launcher)
+    if launcher == "local":
+        check_device(spec.train.device)  # Ray launchers check the cluster's GPUs instead
+    check_storage_writable(url)
     if launcher != "local" and address is not None:
         chosen.address = address  # type: ignore[attr-defined]
     if hasattr(chosen, "echo"):  # launcher notes go where this run's output goes
@@ -142,6 +180,9 @@ def run_study(
                     spec, url, n_trials=budget, workers=n_workers, stop=stop,
                     deadline=deadline, on_trial_end=lambda s, t: bar.refresh(),
                 )
+        except KeyboardInterrupt:
+            fail_interrupted_trials(study)  # the aborted trial records why it failed
+            raise
         finally:
             restore()
     finally:
@@ -196,7 +237,34 @@ def open_storage_ro(storage: str | None) -> Any:
             f"no study storage at {str(path)!r} (from {storage_pkg.mask_url(url)}); run "
             "`losstune run STUDY.yaml` here first, or pass --storage / set LOSSTUNE_STORAGE"
         )
-    return storage_pkg.get_storage(url)
+    try:
+        return storage_pkg.get_storage(url)
+    except Exception as exc:
+        if path is None or not _is_db_error(exc):
+            raise
+        folder = path.parent if str(path.parent) else Path(".")
+        raise storage_pkg.StorageError(
+            f"cannot open SQLite storage {storage_pkg.mask_url(url)}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            + (f" (its folder {str(folder)!r} is read-only, and SQLite keeps its journal "
+               "beside the database: copy the file to a writable folder)"
+               if not _writable(folder) else "")) from None
+
+
+def _writable(path: Path) -> bool:
+    import os
+
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    """A database driver's error (SQLite, SQLAlchemy, Optuna's storage wrapper)."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(exc, (sqlite3.Error, SQLAlchemyError,
+                            optuna.exceptions.StorageInternalError))
 
 
 def list_studies(storage: str | None = None) -> list[StudyRow]:
@@ -411,12 +479,17 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
     from losstune.objectives.training import run_trial
 
     if isinstance(config, (str, Path)):
-        config, provenance = read_config_file(config)
+        config, provenance = read_config_file(config)  # knobs checked, with the file's paths
+    else:
+        from losstune.studies.export import check_config_knobs
+
+        check_config_knobs(config, None)
+    check_device(config.train.device, hint="set train.device: cpu or auto in the config")
     if seeds < 1:
         raise ValueError(f"`seeds >= 1` must hold, but got seeds={seeds}")
     out = Path(output_dir) if output_dir is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ExportError(f"output {str(out)!r} exists and is not a folder")
+    if out is not None:
+        _check_output_folder(out)
     base = config.train.seed
     runs = []
     seed_list = [base + i for i in range(seeds)]
@@ -440,6 +513,21 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
     if out is not None:
         _save_weights(out, config, results, runs)
     return report
+
+
+def _check_output_folder(out: Path) -> None:
+    """``out`` is (or can be made) a writable folder: checked before any training."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output {str(out)!r} exists and is not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ExportError(f"output {str(out)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"output {str(out)!r}: {str(existing)!r} is not writable here")
 
 
 def _save_weights(out: Path, config: Any, results: list[Any], runs: list[dict]) -> None:
@@ -525,10 +613,50 @@ def check_dataset(name: str, options: Mapping[str, Any] | None = None) -> dict[s
 
 def serve_dashboard(storage: str | None = None, *, host: str = "127.0.0.1",
                     port: int = 8080) -> None:
-    """Serve optuna-dashboard on the losstune storage (blocks)."""
+    """Serve optuna-dashboard on the losstune storage (blocks). A port that is taken or a
+    host that cannot be bound is a :class:`DashboardError` before anything is served."""
     from optuna_dashboard import run_server
 
-    run_server(open_storage_ro(storage), host=host, port=port)
+    opened = open_storage_ro(storage)
+    check_port_free(host, port)
+    try:
+        run_server(opened, host=host, port=port)
+    except OSError as exc:  # lost a race for the port, or the host went away
+        raise DashboardError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class DashboardError(LosstuneError, OSError):
+    """The dashboard cannot listen where it was asked to."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once (and let go): a port in use or a host that is not this
+    machine's is an error naming both, with what to do."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DashboardError(f"--host {host!r} is not a host name or address here "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            import errno
+
+            if exc.errno == errno.EADDRINUSE:
+                raise DashboardError(
+                    f"port {port} on {host} is already in use (another dashboard or server?); "
+                    "pick a free one with --port, e.g. --port "
+                    f"{port + 1 if port < 65535 else 8080}") from None
+            if exc.errno == errno.EACCES:
+                raise DashboardError(f"port {port} on {host} needs more privileges (ports below "
+                                     "1024 usually do); pick another with --port") from None
+            raise DashboardError(f"cannot listen on {host}:{port}: "
+                                 f"{exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------- datasets

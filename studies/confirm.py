@@ -108,12 +108,19 @@ def confirm_study(
 
     from losstune.objectives.config import TrialConfig
     from losstune.objectives.training import NonFiniteLossError, run_trial
-    from losstune.studies.api import get_study, mean_ci, open_storage_ro
+    from losstune.studies.api import (
+        _url,
+        check_storage_writable,
+        get_study,
+        mean_ci,
+        open_storage_ro,
+    )
 
     if top < 1 or seeds < 1:
         raise ConfirmError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
                          f"seeds={seeds}")
     study = get_study(name, storage)
+    check_storage_writable(_url(storage), writer="confirm")  # refused before any training
     chosen = top_trials(study, top)
     if not chosen:
         raise ConfirmError(f"study {name!r} has no completed trial to confirm yet")

@@ -496,6 +496,29 @@ def _fail_heartbeat_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def fail_interrupted_trials(study: optuna.Study) -> list[int]:
+    """After a second Ctrl-C: every trial this process was running is FAIL with a
+    ``fail_reason`` (the objective records it when the interrupt reaches it; this covers an
+    interrupt that arrived between Optuna's steps and left the trial RUNNING or without a
+    reason). Returns the trial numbers."""
+    from losstune.objectives.objective import INTERRUPTED_REASON
+
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    storage = study._storage
+    done = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
+        if trial.user_attrs.get("worker") != me or "fail_reason" in trial.user_attrs:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", INTERRUPTED_REASON)
+            if trial.state == TrialState.RUNNING:
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        done.append(trial.number)
+    return done
+
+
 def install_sigint(stop: StopFlag) -> Callable[[], None]:
     """First Ctrl-C: finish the current trial, then stop. Second: interrupt now."""
     if threading.current_thread() is not threading.main_thread():

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from losstune.objectives.config import DataConfig, EncoderConfig
-from losstune.objectives.errors import LosstuneError, short_repr
+from losstune.objectives.errors import LosstuneError, short_repr, short_text
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
@@ -373,7 +373,7 @@ def _build_part(found: _Collector, kind: str, spec: StudySpec) -> None:
         else:
             make_pruner(spec.pruner.name, spec.pruner.args)
     except (TypeError, ValueError) as exc:
-        found.add(f"{kind}.args: {short_repr(str(exc), 300)[1:-1]}")
+        found.add(f"{kind}.args: {short_text(str(exc), 300)}")
 
 
 def _compile_space(found: _Collector, spec: StudySpec) -> Any:
@@ -410,7 +410,7 @@ def _load_data(found: _Collector, spec: StudySpec) -> Any:
         return None
     except Exception as exc:  # noqa: BLE001 - a plugin loader's failure is the user's to fix
         found.add(f"data: loading dataset {spec.data.name!r} failed: {type(exc).__name__}: "
-                  f"{short_repr(str(exc), 300)[1:-1]}")
+                  f"{short_text(str(exc), 300)}")
         return None
     for problem in class_problems(dataset):
         found.add(f"data: {problem}")
@@ -605,7 +605,7 @@ def _check_enqueue(found: _Collector, spec: StudySpec, space: Any) -> None:
             return  # enough to show; a huge list of bad entries is not read to its end
 
 
-def check_device(device: str) -> None:
+def check_device(device: str, *, hint: str | None = None) -> None:
     """``train.device`` names a device this machine has (torch is imported only for CUDA).
 
     Raises:
@@ -615,8 +615,8 @@ def check_device(device: str) -> None:
         return
     import torch
 
-    hint = ("set train.device: cpu or auto, or run the study on a machine with a GPU (e.g. "
-            "--launcher ray on a GPU cluster)")
+    hint = hint or ("set train.device: cpu or auto, or run the study where the GPUs are (e.g. "
+                    "--launcher ray on a GPU cluster)")
     if not torch.cuda.is_available():
         raise StudyFileError(f"train.device is {device!r} but this machine has no CUDA device "
                              f"(torch {torch.__version__}, CUDA build: "
@@ -815,18 +815,21 @@ def _yaml_loader() -> Any:
     return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_study_text(path: str | Path) -> str:
-    """The text of a study file: UTF-8, no binary data; one-line errors otherwise."""
+def read_text_file(path: str | Path, *, what: str = "study file",
+                   error: type[LosstuneError] = None) -> str:  # type: ignore[assignment]
+    """The text of a YAML file a user gives (a study file, an exported config): UTF-8 (a BOM
+    is dropped), no binary data; otherwise ``error`` (default :class:`StudyFileError`) with
+    the line and column of the first bad byte."""
+    error = error or StudyFileError
     p = Path(path)
     if not p.exists():
-        raise StudyFileError(f"study file {str(p)!r} does not exist")
+        raise error(f"{what} {str(p)!r} does not exist")
     if p.is_dir():
-        raise StudyFileError(f"study file {str(p)!r} is a folder, not a YAML file")
+        raise error(f"{what} {str(p)!r} is a folder, not a YAML file")
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise StudyFileError(f"study file {str(p)!r} cannot be read: "
-                             f"{exc.strerror or exc}") from None
+        raise error(f"{what} {str(p)!r} cannot be read: {exc.strerror or exc}") from None
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -834,30 +837,42 @@ def read_study_text(path: str | Path) -> str:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise StudyFileError(
+        raise error(
             f"{p}: line {line}, column {column}: byte {raw[exc.start]:#04x} is not UTF-8 "
-            "text; a study file is a UTF-8 YAML text file (re-save it as UTF-8)") from None
+            f"text; a {what} is a UTF-8 YAML text file (re-save it as UTF-8)") from None
     nul = text.find("\x00")
     if nul >= 0:
         line = text.count("\n", 0, nul) + 1
-        raise StudyFileError(f"{p}: line {line}: holds binary data (a NUL character); a study "
-                             "file is a UTF-8 YAML text file")
+        raise error(f"{p}: line {line}: holds binary data (a NUL character); a {what} is a "
+                    "UTF-8 YAML text file")
     return text
 
 
-def load_study_text(text: str, *, source: str = "<text>") -> Any:
-    """Parse a study file's YAML text into plain data (one-line errors)."""
+def read_study_text(path: str | Path) -> str:
+    """The text of a study file (see :func:`read_text_file`)."""
+    return read_text_file(path)
+
+
+def load_study_text(text: str, *, source: str = "<text>",
+                    error: type[LosstuneError] = None) -> Any:  # type: ignore[assignment]
+    """Parse YAML text into plain data with one-line errors (``error``, default
+    :class:`StudyFileError`): a syntax error's line and column, aliases that expand the text
+    far beyond its size."""
+    error = error or StudyFileError
     try:
         data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise StudyFileError(f"{source}:{where} invalid YAML: "
-                             f"{short_repr(problem, 200)[1:-1]}") from None
+        raise error(f"{source}:{where} invalid YAML: "
+                    f"{short_text(problem, 200)}") from None
     except RecursionError:
-        raise StudyFileError(f"{source}: the YAML nests too deeply") from None
-    _check_expansion(data, source, len(text))
+        raise error(f"{source}: the YAML nests too deeply") from None
+    try:
+        _check_expansion(data, source, len(text))
+    except StudyFileError as exc:
+        raise error(str(exc)) from None
     return data
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from losstune.objectives.data.base import Split
 from losstune.objectives.data.registry import DEFAULT_SPLIT_SEED, DatasetError, RawDataset
 from losstune.objectives.data.splits import split_off
-from losstune.objectives.errors import short_repr
+from losstune.objectives.errors import short_repr, short_text
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -307,7 +307,7 @@ def _columns(path: Path, fmt: str, resolved: Mapping[str, Any]) -> list[str] | N
         raise  # pragma: no cover - a streamed decode failed where a whole one did not
     except (OSError, ValueError) as exc:
         raise DataFileError(f"{path}: cannot read it as {fmt}: "
-                            f"{short_repr(str(exc), 200)[1:-1]}") from None
+                            f"{short_text(str(exc), 200)}") from None
 
 
 def read_table(path: Path, fmt: str, columns: Sequence[str],
@@ -371,7 +371,7 @@ def read_table(path: Path, fmt: str, columns: Sequence[str],
             table = pq.read_table(path, columns=list(columns))
         except (OSError, ValueError) as exc:
             raise DataFileError(f"{path}: cannot read it as parquet: "
-                                f"{short_repr(str(exc), 200)[1:-1]}") from None
+                                f"{short_text(str(exc), 200)}") from None
         for c in columns:
             out[c] = table.column(c).to_pylist()
         numbers = [f"row {i}" for i in range(1, table.num_rows + 1)]
