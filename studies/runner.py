@@ -113,13 +113,13 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     )
     with storage_pkg.quiet_experimental():
         study.set_metric_names(spec.metric_names)
-    study.set_user_attr("study_file", scrub_text(study_text, url))
+    study.set_user_attr("study_file", scrub_text(study_text, url, spec.storage))
     study.set_user_attr("space_fingerprint", space.fingerprint())
     study.set_user_attr("trial_template", comparable_template(spec))
     study.set_user_attr("space", space.describe())
     study.set_user_attr("losstune_version", losstune_version())
     study.set_user_attr("n_trials", spec.n_trials)
-    study.set_user_attr("description", scrub_text(spec.description, url))
+    study.set_user_attr("description", scrub_text(spec.description, url, spec.storage))
     study.set_user_attr("dataset", spec.data.name)
     study.set_user_attr("multi_objective", spec.is_multi_objective)
     commit = git_commit()
@@ -133,13 +133,22 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     return study, True
 
 
+#: Characters of the study description shown in the dashboard note.
+NOTE_DESCRIPTION_CHARS = 2000
+
+
 def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
     """A Markdown note for optuna-dashboard's study page (best effort)."""
     try:
         from optuna_dashboard import save_note
     except ImportError:
         return
-    lines = [f"# {spec.name}", "", spec.description or "", "",
+    from losstune.objectives.errors import short_text
+
+    # the note is a summary: a long description stays in full in the `description` attribute
+    # (optuna-dashboard stores a note in 2 KB pieces, one database write each)
+    lines = [f"# {spec.name}", "", short_text(spec.description or "", NOTE_DESCRIPTION_CHARS),
+             "",
              f"* dataset: `{spec.data.name}`; encoder: `{spec.encoder.name}`; head: "
              f"`{spec.model.head}`",
              f"* losses: {', '.join(spec.loss.choices)}"
@@ -149,7 +158,7 @@ def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
              f"* budget: {spec.n_trials} finished trials; created by losstune "
              f"{losstune_version()}"]
     try:
-        save_note(study, scrub_text("\n".join(lines), url))
+        save_note(study, scrub_text("\n".join(lines), url, spec.storage))
     except Exception:  # noqa: BLE001 - a note must never break a run
         logger.debug("could not save the dashboard note", exc_info=True)
 

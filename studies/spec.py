@@ -585,6 +585,7 @@ def _check_model_contract(spec: StudySpec, dataset: Any = None) -> None:
 
 
 def _check_enqueue(found: _Collector, spec: StudySpec, space: Any) -> None:
+    """Enqueued trials name parameters of the space with values in their ranges."""
     from losstune.search_spaces import FixedDist
 
     names = set(space.names())
