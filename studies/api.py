@@ -243,18 +243,21 @@ def open_storage_ro(storage: str | None) -> Any:
         if path is None or not _is_db_error(exc):
             raise
         folder = path.parent if str(path.parent) else Path(".")
+        why = ""
+        if not _writable(folder):
+            why = (f" (its folder {str(folder)!r} is read-only, and SQLite keeps its journal "
+                   "beside the database: copy the file to a writable folder)")
+        elif not _writable(path):
+            why = " (the file is read-only: copy it, or make it writable)"
         raise storage_pkg.StorageError(
             f"cannot open SQLite storage {storage_pkg.mask_url(url)}: "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-            + (f" (its folder {str(folder)!r} is read-only, and SQLite keeps its journal "
-               "beside the database: copy the file to a writable folder)"
-               if not _writable(folder) else "")) from None
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}{why}") from None
 
 
 def _writable(path: Path) -> bool:
     import os
 
-    return os.access(path, os.W_OK | os.X_OK)
+    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
 
 
 def _is_db_error(exc: BaseException) -> bool:

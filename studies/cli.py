@@ -560,6 +560,10 @@ def space(study_file: str) -> None:
     from losstune.studies import api
 
     spec, compiled = api.describe_space(study_file)
+    warning = api.device_warning(spec)
+    if warning:
+        click.echo(f"warning: {warning} (`losstune run` with the local launcher refuses it)",
+                   err=True)
     table = Table("parameter", "distribution", "default", "only when",
                   title=f"{spec.name}: {len(compiled.params)} parameters, fingerprint "
                         f"{compiled.fingerprint()}")

@@ -119,8 +119,8 @@ def confirm_study(
     if top < 1 or seeds < 1:
         raise ConfirmError(f"`top >= 1` and `seeds >= 1` must hold, but got top={top}, "
                          f"seeds={seeds}")
-    study = get_study(name, storage)
     check_storage_writable(_url(storage), writer="confirm")  # refused before any training
+    study = get_study(name, storage)
     chosen = top_trials(study, top)
     if not chosen:
         raise ConfirmError(f"study {name!r} has no completed trial to confirm yet")

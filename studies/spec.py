@@ -233,7 +233,7 @@ class StudySpec(_Strict):
 #: Problems listed in one message before "... and N more".
 MAX_LISTED_PROBLEMS = 20
 #: Longest single problem in a message (a safety net under the per-value truncation).
-MAX_PROBLEM_CHARS = 600
+MAX_PROBLEM_CHARS = 3000
 
 
 def join_problems(problems: list[str]) -> str:

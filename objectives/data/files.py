@@ -21,6 +21,7 @@ document's rarest label) and every class keeps at least one training document.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import io
@@ -103,7 +104,9 @@ def _encoding(options: Mapping[str, Any]) -> str:
     value = _string(options, "encoding", "utf-8")
     assert value is not None
     try:
-        b"".decode(value)  # LookupError for unknown codecs and for non-text ones (base64)
+        info = codecs.lookup(value)
+        if not getattr(info, "_is_text_encoding", True):  # base64, zlib: bytes to bytes
+            raise LookupError(value)
     except LookupError:
         raise DataFileError(
             f"data.options.encoding: unknown text encoding {short_repr(value)}; use a Python "
@@ -204,18 +207,21 @@ CSV_FIELD_LIMIT = 2**31 - 1
 
 
 class _Problems:
-    """Row problems of one file, collected so that one message lists them all (the first
-    :data:`MAX_LISTED`, then a count)."""
+    """Row problems of one file, collected so that one message lists them all: the
+    :data:`MAX_LISTED` first rows in file order, then a count."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.listed: list[str] = []
+        self.listed: list[tuple[int, int, str]] = []  # (row, order of arrival, message)
         self.count = 0
 
-    def add(self, message: str) -> None:
+    def add(self, message: str, row: int | str = 0) -> None:
+        """Record ``message`` about ``row`` (its number, or its ``"row N"`` label)."""
         self.count += 1
-        if len(self.listed) < MAX_LISTED:
-            self.listed.append(message)
+        key = (_row_number(row), self.count, message)
+        if len(self.listed) < MAX_LISTED or key < self.listed[-1]:
+            bisect.insort(self.listed, key)
+            del self.listed[MAX_LISTED:]
 
     def raise_if_any(self) -> None:
         if not self.count:
@@ -223,7 +229,14 @@ class _Problems:
         more = (f"; ... and {self.count - len(self.listed)} more"
                 if self.count > len(self.listed) else "")
         head = f"{self.path}: " if self.count == 1 else f"{self.path}: {self.count} problems: "
-        raise DataFileError(head + "; ".join(self.listed) + more)
+        raise DataFileError(head + "; ".join(m for *_, m in self.listed) + more)
+
+
+def _row_number(row: int | str) -> int:
+    if isinstance(row, int):
+        return row
+    tail = row.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _csv_delimiter(path: Path, resolved: Mapping[str, Any]) -> str:
@@ -310,20 +323,22 @@ def _columns(path: Path, fmt: str, resolved: Mapping[str, Any]) -> list[str] | N
                             f"{short_text(str(exc), 200)}") from None
 
 
-def read_table(path: Path, fmt: str, columns: Sequence[str],
-               resolved: Mapping[str, Any]) -> tuple[dict[str, list[Any]], list[str]]:
+def read_table(path: Path, fmt: str, columns: Sequence[str], resolved: Mapping[str, Any],
+               problems: _Problems | None = None) -> tuple[dict[str, list[Any]], list[str]]:
     """The wanted columns as lists, plus where each row is, for messages: ``line N`` of a
     JSONL file, ``row N`` of a CSV or Parquet file (data rows counted from 1).
 
     Rows that cannot be read (a broken JSONL line, a CSV row with too few fields, a record
-    without a wanted key) are collected and reported together in one :class:`DataFileError`.
+    without a wanted key) are left out and added to ``problems``; without a collector they
+    are reported together in one :class:`DataFileError`.
     """
+    own = problems is None
     present = _columns(path, fmt, resolved)
     if present is not None:
         _require_columns(path, present, columns)
     out: dict[str, list[Any]] = {c: [] for c in columns}
     numbers: list[str] = []
-    problems = _Problems(path)
+    problems = _Problems(path) if problems is None else problems
     if fmt == "csv":
         reader = _csv_reader(path, _decode(path, resolved["encoding"]), resolved)
         try:
@@ -334,7 +349,8 @@ def read_table(path: Path, fmt: str, columns: Sequence[str],
                     continue  # blank line
                 if len(row) != len(header):
                     problems.add(f"row {number} has {len(row)} field(s), the header "
-                                 f"{len(header)}; check data.options.csv_delimiter and quoting")
+                                 f"{len(header)}; check data.options.csv_delimiter and quoting",
+                                 number)
                     continue
                 for c, i in zip(columns, where, strict=True):
                     out[c].append(row[i])
@@ -350,16 +366,16 @@ def read_table(path: Path, fmt: str, columns: Sequence[str],
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 problems.add(f"line {number} is not valid JSON ({exc.msg} at column "
-                              f"{exc.colno}); each line must be one JSON object")
+                              f"{exc.colno}); each line must be one JSON object", number)
                 continue
             if not isinstance(record, dict):
                 problems.add(f"line {number} is a JSON {type(record).__name__}, not an object; "
-                             f"each line must be one object with keys {list(columns)}")
+                             f"each line must be one object with keys {list(columns)}", number)
                 continue
             missing = [c for c in columns if c not in record]
             if missing:
                 problems.add(f"line {number} has no key(s) {missing}; its keys are "
-                             f"{short_repr(list(record))}")
+                             f"{short_repr(list(record))}", number)
                 continue
             for c in columns:
                 out[c].append(record[c])
@@ -375,7 +391,8 @@ def read_table(path: Path, fmt: str, columns: Sequence[str],
         for c in columns:
             out[c] = table.column(c).to_pylist()
         numbers = [f"row {i}" for i in range(1, table.num_rows + 1)]
-    problems.raise_if_any()
+    if own:
+        problems.raise_if_any()
     return out, numbers
 
 
@@ -452,14 +469,14 @@ def _rows(path: Path, fmt: str, resolved: Mapping[str, Any], problems: _Problems
     cols = [resolved["text_column"], resolved["label_column"]]
     if resolved["split_column"]:
         cols.append(resolved["split_column"])
-    table, numbers = read_table(path, fmt, cols, resolved)
+    table, numbers = read_table(path, fmt, cols, resolved, problems)
     texts, values, kept, splits = [], [], [], []
     raw_splits = table[cols[2]] if resolved["split_column"] else [None] * len(numbers)
     for text, value, number, raw in zip(table[cols[0]], table[cols[1]], numbers, raw_splits,
                                         strict=True):
         problem = _text_problem(text, resolved["text_column"])
         if problem is not None:
-            problems.add(f"{number}: {problem}")
+            problems.add(f"{number}: {problem}", number)
             continue
         texts.append(text.strip())
         values.append(value)
@@ -523,7 +540,7 @@ def load_files(**options: Any) -> RawDataset:
                 if key is None:
                     problems[path].add(
                         f"{number}: split column {resolved['split_column']!r} has "
-                        f"{short_repr(raw)}; expected one of {sorted(SPLIT_VALUES)}")
+                        f"{short_repr(raw)}; expected one of {sorted(SPLIT_VALUES)}", number)
                     continue
                 grouped[key][0].append(text)
                 grouped[key][1].append(value)
@@ -549,14 +566,15 @@ def load_files(**options: Any) -> RawDataset:
                                    delimiter=resolved["label_delimiter"])
             if labels is None:
                 problems[path].add(f"{number}: cannot read {short_repr(value)} in label column "
-                                   f"{resolved['label_column']!r} as {_label_kind(multilabel)}")
+                                   f"{resolved['label_column']!r} as {_label_kind(multilabel)}",
+                                   number)
                 labels = []
             elif allowed is not None:
                 unknown = [x for x in labels if x not in allowed]
                 if unknown:
                     problems[path].add(
                         f"{number}: label(s) {short_repr(unknown)} are not in "
-                        f"data.options.classes {short_repr(list(given), 200)}")
+                        f"data.options.classes {short_repr(list(given), 200)}", number)
                     labels = [x for x in labels if x in allowed]
             rows.append(labels)
         parsed.append(rows)
