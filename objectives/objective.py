@@ -46,6 +46,34 @@ class OptunaReporter:
         return self.trial.should_prune()
 
 
+class AbortableReporter:
+    """Passes epochs on to ``inner`` (None: nothing to report) and raises KeyboardInterrupt at
+    the next epoch once ``abort()`` is true: a second Ctrl-C aborts the trial even when Python
+    dropped the interrupt itself (it does inside garbage-collector callbacks)."""
+
+    def __init__(self, inner: Any, abort: Callable[[], bool]) -> None:
+        self.inner = inner
+        self.abort = abort
+
+    def _check(self) -> None:
+        if self.abort():
+            raise KeyboardInterrupt
+
+    def report(self, value: float, step: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.report(value, step)
+
+    def should_prune(self) -> bool:
+        self._check()
+        return self.inner.should_prune() if self.inner is not None else False
+
+    def __getattr__(self, name: str) -> Any:  # optional hooks of the inner reporter
+        if name == "inner" or self.__dict__.get("inner") is None:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
 def result_attributes(result: TrialResult) -> dict[str, Any]:
     """User attributes of a trial (conventions §2): scalars, ``curve.*`` lists and the
     ``per_class_f1.val`` / ``per_class_f1.test`` mappings."""
@@ -94,6 +122,9 @@ class Objective:
         template: the study's fixed settings (data, encoder, train settings, eval).
         multi_objective: return all metric values and never prune (Optuna cannot prune
             multi-objective trials).
+        scrub: masks passwords in failure reasons.
+        abort: when it turns true, the running trial stops at its next epoch as if
+            interrupted (KeyboardInterrupt; ``fail_reason`` says so).
     """
 
     def __init__(
@@ -103,11 +134,13 @@ class Objective:
         *,
         multi_objective: bool = False,
         scrub: Callable[[str], str] | None = None,
+        abort: Callable[[], bool] | None = None,
     ) -> None:
         self.space = space
         self.template = dict(template)
         self.multi_objective = multi_objective
         self.scrub = scrub or (lambda text: text)
+        self.abort = abort
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         """Sample the trial's parameters and build its plain config (threads made explicit:
@@ -125,7 +158,9 @@ class Objective:
             config = self.config_for(trial)
             trial.set_user_attr("config", config_attribute(config))
             trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-            reporter = None if self.multi_objective else OptunaReporter(trial)
+            reporter: Any = None if self.multi_objective else OptunaReporter(trial)
+            if self.abort is not None:
+                reporter = AbortableReporter(reporter, self.abort)
             result = run_trial(config, reporter=reporter)
         except TrialPrunedSignal as signal:
             for key, value in result_attributes(signal.result).items():

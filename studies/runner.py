@@ -377,6 +377,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self.aborted = False  # a second Ctrl-C: abort the running trial now
 
     def set(self, reason: str) -> None:
         if not self.event.is_set():
@@ -456,7 +457,8 @@ def run_worker(
     study.pruner = make_pruner(spec.pruner.name, spec.pruner.args)
     objective = Objective(spec.compile_space(), spec.template(),
                           multi_objective=spec.is_multi_objective,
-                          scrub=lambda text: scrub_text(text, url))
+                          scrub=lambda text: scrub_text(text, url),
+                          abort=lambda: stop.aborted)
     started = 0
     reason = "budget reached"
     failures_before = counted_failures(study)  # max_failures counts this run's failures
@@ -529,15 +531,17 @@ def fail_interrupted_trials(study: optuna.Study) -> list[int]:
 
 
 def install_sigint(stop: StopFlag) -> Callable[[], None]:
-    """First Ctrl-C: finish the current trial, then stop. Second: interrupt now."""
+    """First Ctrl-C: finish the current trial, then stop. Second (and any later one, should
+    Python drop the interrupt, as it does inside a garbage-collector callback): interrupt now.
+    The handler stays until the run restores the previous one, which may be "ignore"."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:
         if stop:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
+            stop.aborted = True  # the objective stops the trial at its next epoch, should
+            raise KeyboardInterrupt  # Python drop this interrupt
         stop.set("interrupted (Ctrl-C): stopped after the current trial")
         print("\nCtrl-C: finishing the current trial, then stopping "
               "(press Ctrl-C again to abort it).", flush=True)
