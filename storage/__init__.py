@@ -268,8 +268,8 @@ def get_storage(url: str, settings: StorageSettings | None = None):  # noqa: ANN
             )
         except Exception as exc:  # noqa: BLE001 - connection errors carry the password
             text = str(exc)
-            for form in password_forms(url):
-                text = text.replace(form, "***")
+            for form in password_forms(url):  # whole words only: never "***ymysql"
+                text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", "***", text)
             raise StorageError(
                 f"cannot open storage {mask_url(url)}: {type(exc).__name__}: "
                 f"{text.splitlines()[0] if text else ''}"

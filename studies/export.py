@@ -123,13 +123,19 @@ def write_yaml_atomic(path: Path, document: dict, *, force: bool = False) -> Non
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise ExportError(f"folder {str(parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    except OSError as exc:  # a read-only folder
+        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write("# losstune export: replay with `losstune train "
                          f"{path.name}`\n")
             yaml.safe_dump(document, handle, sort_keys=False, allow_unicode=True)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a file that cannot be replaced
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

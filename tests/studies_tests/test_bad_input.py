@@ -360,6 +360,24 @@ def test_read_only_sqlite_storage(tmp_path: Path, finished_db: Path, what: str) 
     assert _snapshot(folder) == before, "nothing may be written to a read-only storage"
 
 
+def test_outputs_into_a_read_only_folder(tmp_path: Path, finished_db: Path) -> None:
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    url = f"sqlite:///{finished_db}"
+    config = tmp_path / "best.yaml"
+    assert CliRunner().invoke(cli, ["export", "tiny", "-o", str(config),
+                                    "--storage", url]).exit_code == 0
+    with read_only(folder):
+        for args in (["export", "tiny", "-o", str(folder / "x.yaml"), "--storage", url],
+                     ["report", "tiny", "-o", str(folder / "report"), "--storage", url],
+                     ["compare", "tiny", "--markdown", str(folder / "t.md"), "--storage", url],
+                     ["train", str(config), "-o", str(folder / "weights")]):
+            line = one_line_error(args)
+            assert str(folder) in line and ("writable" in line or "permitted" in line
+                                            or "denied" in line), line
+    assert list(folder.iterdir()) == []
+
+
 def test_dashboard_on_a_port_in_use(finished_db: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
