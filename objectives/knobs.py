@@ -11,7 +11,6 @@ here.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +40,7 @@ class KnobContext:
 
 
 def _refusal(exc: Exception) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    text = short_text(text, 300) if len(text) > 300 else text
+    text = short_text(str(exc).strip() or type(exc).__name__, 300)
     return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
 
 
@@ -165,17 +163,10 @@ def config_problems(config: Any, context: KnobContext | None = None) -> list[str
     return problems
 
 
-def constructor_name(cls: type, knob: str) -> str:
-    """``FocalLoss.gamma``: how messages name a knob."""
-    return f"{cls.__name__}.{knob}" if knob in inspect.signature(cls.__init__).parameters \
-        else cls.__name__
-
-
 __all__ = [
     "KnobContext",
     "blame",
     "config_problems",
-    "constructor_name",
     "loss_refusal",
     "model_refusal",
     "unknown_loss_knobs",

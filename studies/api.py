@@ -240,7 +240,7 @@ def open_storage_ro(storage: str | None) -> Any:
     try:
         return storage_pkg.get_storage(url)
     except Exception as exc:
-        if path is None or not _is_db_error(exc):
+        if path is None or not is_database_error(exc):
             raise
         folder = path.parent if str(path.parent) else Path(".")
         why = ""
@@ -260,7 +260,7 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
 
 
-def _is_db_error(exc: BaseException) -> bool:
+def is_database_error(exc: BaseException) -> bool:
     """A database driver's error (SQLite, SQLAlchemy, Optuna's storage wrapper)."""
     import sqlite3
 

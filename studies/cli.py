@@ -89,9 +89,9 @@ def _is_storage_error(exc: BaseException) -> bool:
     the environment's problem, told in one line, not a losstune bug."""
     if "sqlalchemy" not in sys.modules and "sqlite3" not in sys.modules:
         return False
-    from losstune.studies.api import _is_db_error
+    from losstune.studies.api import is_database_error
 
-    return _is_db_error(exc)
+    return is_database_error(exc)
 
 
 def _console() -> Any:
