@@ -27,8 +27,12 @@ from losstune.objectives.training import (
     NonFiniteLossError,
     Reporter,
     TrialPrunedSignal,
+    TrialResult,
     run_trial,
 )
+
+#: ``fail_reason`` of a trial aborted by a second Ctrl-C (KeyboardInterrupt).
+INTERRUPTED_REASON = "interrupted: a second Ctrl-C aborted the trial"
 
 
 class SpaceLike(Protocol):
@@ -52,6 +56,33 @@ class OptunaReporter(Reporter):
         return self.trial.should_prune()
 
 
+class AbortableReporter(Reporter):
+    """Passes epochs on to ``inner`` (None: nothing to report) and raises KeyboardInterrupt at
+    the next epoch once ``abort()`` is true: a second Ctrl-C aborts the trial even when Python
+    dropped the interrupt itself (it does inside garbage-collector callbacks)."""
+
+    def __init__(self, inner: Reporter | None, abort: Callable[[], bool]) -> None:
+        self.inner = inner
+        self.abort = abort
+
+    def _check(self) -> None:
+        if self.abort():
+            raise KeyboardInterrupt
+
+    def observe(self, partial: TrialResult) -> None:
+        if self.inner is not None:
+            self.inner.observe(partial)
+
+    def report(self, value: float, step: int) -> None:
+        self._check()
+        if self.inner is not None:
+            self.inner.report(value, step)
+
+    def should_prune(self) -> bool:
+        self._check()
+        return self.inner.should_prune() if self.inner is not None else False
+
+
 class Objective:
     """``objective(trial)``: sample, train with per-epoch pruning, store attributes, return.
 
@@ -60,6 +91,9 @@ class Objective:
         template: the study's fixed settings (data, encoder, train settings, eval).
         multi_objective: return all metric values and never prune (Optuna cannot prune
             multi-objective trials).
+        scrub: masks passwords in failure reasons.
+        abort: when it turns true, the running trial stops at its next epoch as if
+            interrupted (KeyboardInterrupt; ``fail_reason`` says so).
     """
 
     def __init__(
@@ -69,11 +103,13 @@ class Objective:
         *,
         multi_objective: bool = False,
         scrub: Callable[[str], str] | None = None,
+        abort: Callable[[], bool] | None = None,
     ) -> None:
         self.space = space
         self.template = dict(template)
         self.multi_objective = multi_objective
         self.scrub = scrub or (lambda text: text)
+        self.abort = abort
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         """Sample the trial's parameters and build its plain config (threads made explicit:
@@ -91,7 +127,9 @@ class Objective:
             config = self.config_for(trial)
             trial.set_user_attr(CONFIG, config_attribute(config))
             trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
-            reporter = None if self.multi_objective else OptunaReporter(trial)
+            reporter: Reporter | None = None if self.multi_objective else OptunaReporter(trial)
+            if self.abort is not None:
+                reporter = AbortableReporter(reporter, self.abort)
             result = run_trial(config, reporter=reporter)
         except TrialPrunedSignal as signal:
             for key, value in result_attributes(signal.result).items():
@@ -102,6 +140,9 @@ class Objective:
             raise
         except Exception as exc:  # every failure records why: max_failures counts these
             trial.set_user_attr(FAIL_REASON, self.scrub(f"{type(exc).__name__}: {exc}"))
+            raise
+        except KeyboardInterrupt:  # a second Ctrl-C: Optuna fails the trial; say why
+            trial.set_user_attr(FAIL_REASON, INTERRUPTED_REASON)
             raise
         for key, value in result_attributes(result).items():
             trial.set_user_attr(key, value)

@@ -73,39 +73,60 @@ def quiet_experimental() -> Iterator[None]:
         yield
 
 
+_QUERY_PASSWORD = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&]*")
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``scheme://user:password@host/...`` is in ``url``.
+
+    The password ends at the *last* ``@``: a host never holds one, while a password typed
+    without percent-encoding may hold ``@``, ``:``, ``/``, ``#``, ``?`` or spaces. (A query
+    holding ``@`` makes this mask more than the password, never less.)
+    """
+    if "://" not in url or backend_of(url) == "sqlite":
+        return None
+    start = url.index("://") + 3
+    at = url.rfind("@", start)
+    if at < 0:
+        return None
+    colon = url.find(":", start, at)
+    if colon < 0 or "/" in url[start:colon]:
+        return None
+    return colon + 1, at
+
+
 def mask_url(url: str) -> str:
     """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (a
-    ``?password=`` query argument is masked too)."""
+    ``?password=`` query argument is masked too), whatever characters the password holds."""
     if url in MEMORY_URLS or "://" not in url:
         return url
-    import re
-
-    url = re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s#]+", r"\1***", url)
-    try:
-        from sqlalchemy.engine import make_url
-
-        parsed = make_url(url)
-        if parsed.password:
-            return parsed.render_as_string(hide_password=True)
-        return url
-    except Exception:  # noqa: BLE001 - unparsable: mask anything that looks like user:pass@
-        scheme, rest = url.split("://", 1)
-        if "@" in rest and ":" in rest.split("@", 1)[0]:
-            user = rest.split("@", 1)[0].split(":", 1)[0]
-            return f"{scheme}://{user}:***@{rest.split('@', 1)[1]}"
-        return url
+    span = _password_span(url)
+    if span is not None:
+        url = url[:span[0]] + "***" + url[span[1]:]
+    return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
 def url_password(url: str) -> str | None:
-    """The password in a URL, if any (so that callers can scrub it from text)."""
-    if "://" not in url:
+    """The password in a URL as the database driver receives it (percent-decoded), if any
+    (so that callers can scrub it from text)."""
+    span = _password_span(url)
+    if span is None:
         return None
-    try:
-        from sqlalchemy.engine import make_url
+    from urllib.parse import unquote
 
-        return make_url(url).password
-    except Exception:  # noqa: BLE001
-        return None
+    return unquote(url[span[0]:span[1]]) or None
+
+
+def password_forms(url: str) -> list[str]:
+    """Every way the password of ``url`` may appear in text: as written in the URL and
+    percent-decoded (longest first)."""
+    span = _password_span(url)
+    if span is None:
+        return []
+    from urllib.parse import unquote
+
+    raw = url[span[0]:span[1]]
+    return sorted({f for f in (raw, unquote(raw)) if f}, key=len, reverse=True)
 
 
 def resolve_storage_url(flag: str | None = None, study_file: str | None = None) -> str:
@@ -132,6 +153,10 @@ def normalise_url(url: str) -> str:
     driver = scheme.split("+", 1)[1] if "+" in scheme else None
     if backend == "sqlite":
         return url
+    span = _password_span(url)
+    if span is not None and "@" in url[span[0]:span[1]]:
+        # a password typed with a raw '@': encode it, or the driver would split it there
+        url = url[:span[0]] + url[span[0]:span[1]].replace("@", "%40") + url[span[1]:]
     if backend in ("postgresql", "postgres"):
         if backend == "postgres":
             url = "postgresql" + url[len("postgres"):]
@@ -243,9 +268,8 @@ def get_storage(url: str, settings: StorageSettings | None = None):  # noqa: ANN
             )
         except Exception as exc:  # noqa: BLE001 - connection errors carry the password
             text = str(exc)
-            password = url_password(url)
-            if password:
-                text = text.replace(password, "***")
+            for form in password_forms(url):  # whole words only: never "***ymysql"
+                text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", "***", text)
             raise StorageError(
                 f"cannot open storage {mask_url(url)}: {type(exc).__name__}: "
                 f"{text.splitlines()[0] if text else ''}"
@@ -334,6 +358,7 @@ __all__ = [
     "normalise_url",
     "quiet_experimental",
     "parallel_hint",
+    "password_forms",
     "resolve_storage_url",
     "sqlite_path",
     "url_password",

@@ -22,6 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from losstune.objectives.attributes import TrialRecord
+from losstune.objectives.errors import LosstuneError
 from losstune.studies.confirm import best_confirmed, confirmation_note, stored_confirmation
 from losstune.studies.export import (
     ExportError,
@@ -35,11 +36,13 @@ from losstune.studies.runner import (
     count_states,
 )
 from losstune.studies.session import run_study as run_study
-from losstune.studies.spec import StudySpec, load_study_file, parse_study
+from losstune.studies.spec import StudySpec, check_device, load_study_file, parse_study
 from losstune.studies.stats import mean_ci as mean_ci
 from losstune.studies.stats import summarize_runs
 from losstune.studies.store import StudyNotFoundError as StudyNotFoundError
+from losstune.studies.store import check_storage_writable as check_storage_writable
 from losstune.studies.store import get_study as get_study
+from losstune.studies.store import is_database_error as is_database_error
 from losstune.studies.store import open_storage_ro as open_storage_ro
 from losstune.studies.store import resolve_url
 
@@ -50,9 +53,21 @@ def load_study(path: str | Path) -> tuple[StudySpec, str]:
 
 
 def describe_space(path: str | Path) -> tuple[StudySpec, Any]:
-    """Validate a study file and compile its search space (``losstune space``)."""
+    """Validate a study file as ``losstune run`` does (data included) and compile its search
+    space (``losstune space``)."""
     spec, _ = load_study_file(path)
     return spec, spec.compile_space()
+
+
+def device_warning(spec: StudySpec) -> str | None:
+    """Why ``losstune run`` (local launcher) would refuse ``spec``'s ``train.device`` on this
+    machine, else None (``losstune space`` prints it as a warning: Ray workers elsewhere may
+    have the GPU)."""
+    try:
+        check_device(spec.train.device)
+    except LosstuneError as exc:
+        return str(exc)
+    return None
 
 
 def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
@@ -277,12 +292,17 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
     from losstune.objectives.training import run_trial
 
     if isinstance(config, (str, Path)):
-        config, provenance = read_config_file(config)
+        config, provenance = read_config_file(config)  # knobs checked, with the file's paths
+    else:
+        from losstune.studies.export import check_config_knobs
+
+        check_config_knobs(config, None)
+    check_device(config.train.device, hint="set train.device: cpu or auto in the config")
     if seeds < 1:
         raise ValueError(f"`seeds >= 1` must hold, but got seeds={seeds}")
     out = Path(output_dir) if output_dir is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise ExportError(f"output {str(out)!r} exists and is not a folder")
+    if out is not None:
+        _check_output_folder(out)
     base = config.train.seed
     runs = []
     seed_list = [base + i for i in range(seeds)]
@@ -301,6 +321,21 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
     if out is not None:
         _save_weights(out, config, results, runs)
     return report
+
+
+def _check_output_folder(out: Path) -> None:
+    """``out`` is (or can be made) a writable folder: checked before any training."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"output {str(out)!r} exists and is not a folder")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ExportError(f"output {str(out)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ExportError(f"output {str(out)!r}: {str(existing)!r} is not writable here")
 
 
 def _save_weights(out: Path, config: Any, results: list[Any], runs: list[dict]) -> None:
@@ -386,10 +421,50 @@ def check_dataset(name: str, options: Mapping[str, Any] | None = None) -> dict[s
 
 def serve_dashboard(storage: str | None = None, *, host: str = "127.0.0.1",
                     port: int = 8080) -> None:
-    """Serve optuna-dashboard on the losstune storage (blocks)."""
+    """Serve optuna-dashboard on the losstune storage (blocks). A port that is taken or a
+    host that cannot be bound is a :class:`DashboardError` before anything is served."""
     from optuna_dashboard import run_server
 
-    run_server(open_storage_ro(storage), host=host, port=port)
+    opened = open_storage_ro(storage)
+    check_port_free(host, port)
+    try:
+        run_server(opened, host=host, port=port)
+    except OSError as exc:  # lost a race for the port, or the host went away
+        raise DashboardError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+
+
+class DashboardError(LosstuneError, OSError):
+    """The dashboard cannot listen where it was asked to."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind ``host:port`` once (and let go): a port in use or a host that is not this
+    machine's is an error naming both, with what to do."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DashboardError(f"--host {host!r} is not a host name or address here "
+                             f"({getattr(exc, 'strerror', None) or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            import errno
+
+            if exc.errno == errno.EADDRINUSE:
+                raise DashboardError(
+                    f"port {port} on {host} is already in use (another dashboard or server?); "
+                    "pick a free one with --port, e.g. --port "
+                    f"{port + 1 if port < 65535 else 8080}") from None
+            if exc.errno == errno.EACCES:
+                raise DashboardError(f"port {port} on {host} needs more privileges (ports below "
+                                     "1024 usually do); pick another with --port") from None
+            raise DashboardError(f"cannot listen on {host}:{port}: "
+                                 f"{exc.strerror or exc}") from None
 
 
 # ---------------------------------------------------------------------- datasets

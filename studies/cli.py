@@ -46,6 +46,37 @@ def set_optuna_verbosity() -> None:
     optuna.logging.set_verbosity(level)
 
 
+def _usage_error(exc: click.UsageError) -> UserError:
+    """Click's own usage errors (a missing argument, a bad option value, an unknown command)
+    as the same one line as every other error, with where to find help."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "losstune"
+    error = UserError(f"{message}; see `{path} --help`")
+    error.exit_code = exc.exit_code
+    return error
+
+
+class OneLineErrors(click.Group):
+    """A click group whose usage errors print one line (``error: ...``) and exit 2."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # `losstune` alone: the help page is the answer
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            raise _usage_error(exc) from None
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Run a command: Optuna's verbosity from ``-v``, and any :class:`LosstuneError` as one
     ``error: ...`` line with exit status 2."""
@@ -60,8 +91,28 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except LosstuneError as exc:
             raise UserError(str(exc)) from None
+        except Exception as exc:
+            if not _is_storage_error(exc):
+                raise
+            from losstune.objectives.errors import short_text
+            from losstune.studies.secrets import scrub_text
+
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UserError(f"the storage database refused the operation: "
+                            f"{type(exc).__name__}: {short_text(scrub_text(first), 300)} "
+                            "(is it read-only, full or locked?)") from None
 
     return wrapper
+
+
+def _is_storage_error(exc: BaseException) -> bool:
+    """A database error reaching a command (e.g. the SQLite file became read-only mid-run):
+    the environment's problem, told in one line, not a losstune bug."""
+    if "sqlalchemy" not in sys.modules and "sqlite3" not in sys.modules:
+        return False
+    from losstune.studies.api import is_database_error
+
+    return is_database_error(exc)
 
 
 def _console() -> Any:
@@ -70,7 +121,7 @@ def _console() -> Any:
     return make_console()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="losstune", prog_name="losstune")
 @click.pass_context
@@ -464,14 +515,34 @@ def compare(studies_: tuple[str, ...], storage: str | None, markdown: str | None
 
     from losstune.studies.compare import COLUMNS, compare_studies, table_cells, to_markdown
 
+    if markdown:
+        _check_output_file(Path(markdown), "--markdown")
     rows = compare_studies(list(studies_), storage)
     table = Table(*COLUMNS)
     for row in rows:
         table.add_row(*table_cells(row))
     _console().print(table)
     if markdown:
-        Path(markdown).write_text(to_markdown(rows), encoding="utf-8")
+        try:
+            Path(markdown).write_text(to_markdown(rows), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--markdown {markdown!r}: cannot write it: "
+                            f"{exc.strerror or exc}") from None
         click.echo(f"wrote {markdown}")
+
+
+def _check_output_file(path: Any, option: str) -> None:
+    """An output file can be written: its folder exists and is writable, and it is not a
+    folder itself (checked before any work, so a bad path costs nothing)."""
+    folder = path.parent if str(path.parent) else type(path)(".")
+    if path.is_dir():
+        raise UserError(f"{option} {str(path)!r} is a folder; give a file name")
+    if not folder.is_dir():
+        raise UserError(f"{option} {str(path)!r}: folder {str(folder)!r} does not exist; "
+                        "create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists()
+                                                     and not os.access(path, os.W_OK)):
+        raise UserError(f"{option} {str(path)!r}: not writable here (permissions)")
 
 
 # ---------------------------------------------------------------------- contracts
@@ -554,6 +625,7 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
 
     url = resolve_storage_url(storage)
     api.open_storage_ro(storage)
+    api.check_port_free(host, port)  # before saying where it serves
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"warning: binding to {host}: anyone who can reach this machine can read "
                    "the studies (optuna-dashboard has no login)", err=True)
@@ -572,6 +644,10 @@ def space(study_file: str) -> None:
     from losstune.studies import api
 
     spec, compiled = api.describe_space(study_file)
+    warning = api.device_warning(spec)
+    if warning:
+        click.echo(f"warning: {warning} (`losstune run` with the local launcher refuses it)",
+                   err=True)
     table = Table("parameter", "distribution", "default", "only when",
                   title=f"{spec.name}: {len(compiled.params)} parameters, fingerprint "
                         f"{compiled.fingerprint()}")
@@ -582,7 +658,7 @@ def space(study_file: str) -> None:
 
 
 # ---------------------------------------------------------------------- datasets
-@cli.group()
+@cli.group(cls=OneLineErrors)
 def data() -> None:
     """Datasets: list the registered ones, show a dataset's label statistics."""
 

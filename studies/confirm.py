@@ -30,7 +30,7 @@ from losstune.objectives.attributes import TrialRecord, result_attributes
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.optuna_parts import best_first
 from losstune.studies.stats import mean_ci
-from losstune.studies.store import get_study, open_storage_ro
+from losstune.studies.store import check_storage_writable, get_study, open_storage_ro, resolve_url
 
 CONFIRM_SUFFIX = "--confirm"
 
@@ -122,6 +122,7 @@ def confirm_study(
     if top < 1 or seeds < 1 or splits < 1:
         raise ConfirmError(f"`top >= 1`, `seeds >= 1` and `splits >= 1` must hold, but got "
                            f"top={top}, seeds={seeds}, splits={splits}")
+    check_storage_writable(resolve_url(storage), writer="confirm")  # refused before any training
     study = get_study(name, storage)
     chosen = top_trials(study, top)
     if not chosen:

@@ -123,13 +123,19 @@ def write_yaml_atomic(path: Path, document: dict, *, force: bool = False) -> Non
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise ExportError(f"folder {str(parent)!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    except OSError as exc:  # a read-only folder
+        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write("# losstune export: replay with `losstune train "
                          f"{path.name}`\n")
             yaml.safe_dump(document, handle, sort_keys=False, allow_unicode=True)
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a file that cannot be replaced
+        Path(tmp).unlink(missing_ok=True)
+        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -140,15 +146,11 @@ def read_config_file(path: str | Path) -> tuple[Any, dict[str, Any]]:
     from pydantic import ValidationError
 
     from losstune.objectives.config import TrialConfig
-    from losstune.studies.spec import format_validation_error
+    from losstune.studies.spec import format_validation_error, load_study_text, read_text_file
 
     p = Path(path)
-    if not p.exists():
-        raise ExportError(f"config file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ExportError(f"{p}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    text = read_text_file(p, what="config file", error=ExportError)
+    data = load_study_text(text, source=str(p), error=ExportError)
     if not isinstance(data, dict):
         raise ExportError(f"{p}: expected a mapping with `config:` (an export) or a trial config")
     provenance = {}
@@ -170,7 +172,20 @@ def read_config_file(path: str | Path) -> tuple[Any, dict[str, Any]]:
         lines = format_validation_error(exc, TrialConfig)
         raise ExportError(f"{p}: " + "; ".join(prefix + line for line in lines)) from None
     _check_names(config, p)
+    check_config_knobs(config, p, prefix)
     return config, provenance
+
+
+def check_config_knobs(config: Any, path: Path | None, prefix: str = "") -> None:
+    """Loss and head knobs of a (possibly hand-edited) config: known names, values their
+    constructors accept. Raises :class:`ExportError` listing every problem."""
+    from losstune.objectives.knobs import config_problems
+    from losstune.studies.spec import join_problems
+
+    problems = config_problems(config)
+    if problems:
+        where = f"{path}: " if path is not None else "config: "
+        raise ExportError(where + join_problems([prefix + p for p in problems]))
 
 
 def _check_names(config: Any, path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import logging
 import math
+import os
 import shutil
 import tempfile
 import warnings
@@ -368,11 +369,16 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
     parent = out.resolve().parent
     if not parent.exists():
         raise ReportError(f"folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ReportError(f"folder {str(parent)!r} is not writable here; pick another -o")
     study = get_study(name, storage)
     if not _complete(study):
         raise ReportError(f"study {name!r} has no completed trial to report on")
     url = resolve_url(storage)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as exc:
+        raise ReportError(f"cannot write into {str(parent)!r}: {exc.strerror or exc}") from None
     try:
         fig_dir = tmp / "figures"
         fig_dir.mkdir()

@@ -115,13 +115,13 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     )
     with storage_pkg.quiet_experimental():
         study.set_metric_names(spec.metric_names)
-    study.set_user_attr("study_file", scrub_text(study_text, url))
+    study.set_user_attr("study_file", scrub_text(study_text, url, spec.storage))
     study.set_user_attr("space_fingerprint", space.fingerprint())
     study.set_user_attr("trial_template", comparable_template(spec))
     study.set_user_attr("space", space.describe())
     study.set_user_attr("losstune_version", losstune_version())
     study.set_user_attr("n_trials", spec.n_trials)
-    study.set_user_attr("description", scrub_text(spec.description, url))
+    study.set_user_attr("description", scrub_text(spec.description, url, spec.storage))
     study.set_user_attr("dataset", spec.data.name)
     study.set_user_attr("multi_objective", spec.is_multi_objective)
     commit = git_commit()
@@ -135,13 +135,22 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     return study, True
 
 
+#: Characters of the study description shown in the dashboard note.
+NOTE_DESCRIPTION_CHARS = 2000
+
+
 def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
     """A Markdown note for optuna-dashboard's study page (best effort)."""
     try:
         from optuna_dashboard import save_note
     except ImportError:
         return
-    lines = [f"# {spec.name}", "", spec.description or "", "",
+    from losstune.objectives.errors import short_text
+
+    # the note is a summary: a long description stays in full in the `description` attribute
+    # (optuna-dashboard stores a note in 2 KB pieces, one database write each)
+    lines = [f"# {spec.name}", "", short_text(spec.description or "", NOTE_DESCRIPTION_CHARS),
+             "",
              f"* dataset: `{spec.data.name}`; encoder: `{spec.encoder.name}`; head: "
              f"`{spec.model.head}`",
              f"* losses: {', '.join(spec.loss.choices)}"
@@ -151,7 +160,7 @@ def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
              f"* budget: {spec.n_trials} finished trials; created by losstune "
              f"{losstune_version()}"]
     try:
-        save_note(study, scrub_text("\n".join(lines), url))
+        save_note(study, scrub_text("\n".join(lines), url, spec.storage))
     except Exception:  # noqa: BLE001 - a note must never break a run
         logger.debug("could not save the dashboard note", exc_info=True)
 
@@ -370,6 +379,7 @@ class StopFlag:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.reason = ""
+        self.aborted = False  # a second Ctrl-C: abort the running trial now
 
     def set(self, reason: str) -> None:
         if not self.event.is_set():
@@ -449,7 +459,8 @@ def run_worker(
     study.pruner = make_pruner(spec.pruner.name, spec.pruner.args)
     objective = Objective(spec.compile_space(), spec.template(),
                           multi_objective=spec.is_multi_objective,
-                          scrub=lambda text: scrub_text(text, url))
+                          scrub=lambda text: scrub_text(text, url),
+                          abort=lambda: stop.aborted)
     started = 0
     reason = "budget reached"
     failures_before = counted_failures(study)  # max_failures counts this run's failures
@@ -498,16 +509,41 @@ def _fail_heartbeat_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def fail_interrupted_trials(study: optuna.Study) -> list[int]:
+    """After a second Ctrl-C: every trial this process was running is FAIL with a
+    ``fail_reason`` (the objective records it when the interrupt reaches it; this covers an
+    interrupt that arrived between Optuna's steps and left the trial RUNNING or without a
+    reason). Returns the trial numbers."""
+    from losstune.objectives.objective import INTERRUPTED_REASON
+
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    storage = study._storage
+    done = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
+        if trial.user_attrs.get("worker") != me or "fail_reason" in trial.user_attrs:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", INTERRUPTED_REASON)
+            if trial.state == TrialState.RUNNING:
+                storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        done.append(trial.number)
+    return done
+
+
 def install_sigint(stop: StopFlag) -> Callable[[], None]:
-    """First Ctrl-C: finish the current trial, then stop. Second: interrupt now."""
+    """First Ctrl-C: finish the current trial, then stop. Second (and any later one, should
+    Python drop the interrupt, as it does inside a garbage-collector callback): interrupt now.
+    The handler stays until the run restores the previous one, which may be "ignore"."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:
         if stop:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
+            stop.aborted = True  # the objective stops the trial at its next epoch, should
+            raise KeyboardInterrupt  # Python drop this interrupt
         stop.set("interrupted (Ctrl-C): stopped after the current trial")
         print("\nCtrl-C: finishing the current trial, then stopping "
               "(press Ctrl-C again to abort it).", flush=True)

@@ -19,11 +19,12 @@ from losstune.studies.runner import (
     StopFlag,
     count_states,
     create_or_load,
+    fail_interrupted_trials,
     fail_stale_trials,
     install_sigint,
 )
-from losstune.studies.spec import StudySpec
-from losstune.studies.store import resolve_url
+from losstune.studies.spec import StudySpec, check_device
+from losstune.studies.store import check_storage_writable, resolve_url
 
 
 def run_study(
@@ -56,6 +57,9 @@ def run_study(
     n_workers = workers if workers is not None else (spec.ray.workers if launcher != "local"
                                                      else 1)
     chosen = get_launcher(launcher)
+    if launcher == "local":
+        check_device(spec.train.device)  # Ray launchers check the cluster's GPUs instead
+    check_storage_writable(url)
     request = LaunchRequest(
         spec=spec, url=url, n_trials=budget, workers=n_workers, stop=StopFlag(),
         address=address,
@@ -92,6 +96,9 @@ def run_study(
                                console=console, enabled=progress) as bar:
                 request.on_trial_end = lambda s, t: bar.refresh()
                 results = chosen.launch(request)
+        except KeyboardInterrupt:
+            fail_interrupted_trials(study)  # the aborted trial records why it failed
+            raise
         finally:
             restore()
     finally:

@@ -8,6 +8,8 @@ Every module of :mod:`losstune.studies` that reads studies imports these from he
 from __future__ import annotations
 
 import difflib
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -41,7 +43,55 @@ def open_storage_ro(storage: str | None) -> Any:
             f"no study storage at {str(path)!r} (from {storage_pkg.mask_url(url)}); run "
             "`losstune run STUDY.yaml` here first, or pass --storage / set LOSSTUNE_STORAGE"
         )
-    return storage_pkg.get_storage(url)
+    try:
+        return storage_pkg.get_storage(url)
+    except Exception as exc:
+        if path is None or not is_database_error(exc):
+            raise
+        folder = path.parent if str(path.parent) else Path(".")
+        why = ""
+        if not _writable(folder):
+            why = (f" (its folder {str(folder)!r} is read-only, and SQLite keeps its journal "
+                   "beside the database: copy the file to a writable folder)")
+        elif not _writable(path):
+            why = " (the file is read-only: copy it, or make it writable)"
+        raise storage_pkg.StorageError(
+            f"cannot open SQLite storage {storage_pkg.mask_url(url)}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}{why}") from None
+
+
+def check_storage_writable(url: str, *, writer: str = "a run") -> None:
+    """``writer`` (a run, confirm) writes to the storage: an SQLite file (or its folder,
+    where SQLite keeps its journal) that cannot be written is refused before anything is
+    created or trained."""
+    path = storage_pkg.sqlite_path(url)
+    if path is None:
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    shown = storage_pkg.mask_url(url)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise storage_pkg.StorageError(
+            f"SQLite storage {str(path)!r} ({shown}) is read-only; {writer} writes its "
+            "trials there: make it writable or pass another --storage")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise storage_pkg.StorageError(
+            f"the folder {str(folder)!r} of SQLite storage {shown} is read-only; SQLite writes "
+            "its journal next to the database: make the folder writable or pass another "
+            "--storage")
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """A database driver's error (SQLite, SQLAlchemy, Optuna's storage wrapper)."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(exc, (sqlite3.Error, SQLAlchemyError,
+                            optuna.exceptions.StorageInternalError))
 
 
 def study_names(storage: str | None = None) -> list[str]:

@@ -92,4 +92,9 @@ def check_dataset_object(dataset: TextDataset) -> list[Problem]:
         add("classes", f"class(es) {unused[:5]} never occur in any split")
     if dataset.num_classes and len(dataset.train) and dataset.class_counts("train").sum() == 0:
         add("labels", "no training document has a label")
+    elif len(dataset.train):
+        from losstune.objectives.data.checks import class_problems
+
+        for message in class_problems(dataset):
+            add("classes", message)
     return problems

@@ -21,7 +21,10 @@ document's rarest label) and every class keeps at least one training document.
 
 from __future__ import annotations
 
+import bisect
+import codecs
 import csv
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -33,6 +36,7 @@ import numpy as np
 from losstune.objectives.data.base import Split
 from losstune.objectives.data.registry import DEFAULT_SPLIT_SEED, DatasetError, RawDataset
 from losstune.objectives.data.splits import split_off
+from losstune.objectives.errors import short_repr, short_text
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -53,7 +57,8 @@ class DataFileError(DatasetError):
 def _file_format(path: Path, fmt: str | None) -> str:
     if fmt is not None:
         if fmt not in ("csv", "jsonl", "parquet"):
-            raise DataFileError(f"data.options.format must be csv, jsonl or parquet, got {fmt!r}")
+            raise DataFileError("data.options.format must be csv, jsonl or parquet, got "
+                                f"{short_repr(fmt)}")
         return fmt
     try:
         return FORMATS[path.suffix.lower()]
@@ -66,25 +71,54 @@ def _file_format(path: Path, fmt: str | None) -> str:
 
 def _existing(value: Any, key: str) -> Path:
     if not isinstance(value, (str, Path)) or not str(value):
-        raise DataFileError(f"data.options.{key} must be a file path, got {value!r}")
+        raise DataFileError(f"data.options.{key} must be a file path, got {short_repr(value)}")
     path = Path(value).expanduser()
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise DataFileError(f"data.options.{key}: cannot use {short_repr(str(value))} as a "
+                            f"file path ({reason})") from None
+    if not found:
         where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
-        raise DataFileError(f"data.options.{key}: no such file {str(path)!r}{where}")
+        raise DataFileError(f"data.options.{key}: no such file {short_repr(str(path))}{where}")
     return path
 
 
 def _fraction(options: Mapping[str, Any], key: str, default: float) -> float:
     value = options.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise DataFileError(f"data.options.{key} must lie in (0, 1), got {value!r}")
+        raise DataFileError(f"data.options.{key} must lie in (0, 1), got {short_repr(value)}")
     return float(value)
 
 
 def _string(options: Mapping[str, Any], key: str, default: str | None) -> str | None:
     value = options.get(key, default)
     if value is not None and (not isinstance(value, str) or not value):
-        raise DataFileError(f"data.options.{key} must be a non-empty string, got {value!r}")
+        raise DataFileError(f"data.options.{key} must be a non-empty string, got "
+                            f"{short_repr(value)}")
+    return value
+
+
+def _encoding(options: Mapping[str, Any]) -> str:
+    value = _string(options, "encoding", "utf-8")
+    assert value is not None
+    try:
+        info = codecs.lookup(value)
+        if not getattr(info, "_is_text_encoding", True):  # base64, zlib: bytes to bytes
+            raise LookupError(value)
+    except LookupError:
+        raise DataFileError(
+            f"data.options.encoding: unknown text encoding {short_repr(value)}; use a Python "
+            "codec name such as utf-8, utf-8-sig, latin-1, cp1252 or utf-16") from None
+    return value
+
+
+def _csv_delimiter_option(options: Mapping[str, Any]) -> str | None:
+    value = _string(options, "csv_delimiter", None)
+    if value is not None and (len(value) != 1 or value in ('"', "\n", "\r")):
+        raise DataFileError(f"data.options.csv_delimiter must be one character (not a quote or "
+                            f"a line break), got {short_repr(value)}")
     return value
 
 
@@ -110,7 +144,8 @@ def _resolve(options: Mapping[str, Any]) -> dict[str, Any]:
     fmt = _string(options, "format", None)
     multilabel = options.get("multilabel")
     if multilabel is not None and not isinstance(multilabel, bool):
-        raise DataFileError(f"data.options.multilabel must be true or false, got {multilabel!r}")
+        raise DataFileError("data.options.multilabel must be true or false, got "
+                            f"{short_repr(multilabel)}")
     delimiter = _string(options, "label_delimiter", None)
     if delimiter is not None and multilabel is False:
         raise DataFileError("data.options.label_delimiter splits multi-label values, but "
@@ -121,13 +156,13 @@ def _resolve(options: Mapping[str, Any]) -> dict[str, Any]:
                 or not all(isinstance(c, (str, int)) and not isinstance(c, bool)
                            for c in classes)):
             raise DataFileError(f"data.options.classes must be a non-empty list of names, "
-                                f"got {classes!r}")
+                                f"got {short_repr(classes)}")
         names = [str(c) for c in classes]
         if len(set(names)) != len(names):
             raise DataFileError(f"data.options.classes has duplicates: {names}")
     seed = options.get("split_seed", DEFAULT_SPLIT_SEED)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise DataFileError(f"data.options.split_seed must be an integer, got {seed!r}")
+        raise DataFileError(f"data.options.split_seed must be an integer, got {short_repr(seed)}")
     split_column = _string(options, "split_column", None)
     if split_column is not None and "path" not in options:
         raise DataFileError("data.options.split_column needs data.options.path (one file)")
@@ -143,8 +178,8 @@ def _resolve(options: Mapping[str, Any]) -> dict[str, Any]:
         "test_fraction": _fraction(options, "test_fraction", 0.2),
         "val_fraction": _fraction(options, "val_fraction", 0.1),
         "split_seed": seed,
-        "csv_delimiter": _string(options, "csv_delimiter", None),
-        "encoding": _string(options, "encoding", "utf-8"),
+        "csv_delimiter": _csv_delimiter_option(options),
+        "encoding": _encoding(options),
     }
     needed = [resolved["text_column"], resolved["label_column"]]
     if split_column:
@@ -164,99 +199,200 @@ def _require_columns(path: Path, present: Sequence[str], needed: Sequence[str]) 
 
 
 # ---------------------------------------------------------------------- readers
+#: Row problems listed per file before "... and N more".
+MAX_LISTED = 10
+#: The csv module's per-field limit (128 KiB by default) is raised to this: a long document in
+#: one cell is data, not an error.
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
+class _Problems:
+    """Row problems of one file, collected so that one message lists them all: the
+    :data:`MAX_LISTED` first rows in file order, then a count."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.listed: list[tuple[int, int, str]] = []  # (row, order of arrival, message)
+        self.count = 0
+
+    def add(self, message: str, row: int | str = 0) -> None:
+        """Record ``message`` about ``row`` (its number, or its ``"row N"`` label)."""
+        self.count += 1
+        key = (_row_number(row), self.count, message)
+        if len(self.listed) < MAX_LISTED or key < self.listed[-1]:
+            bisect.insort(self.listed, key)
+            del self.listed[MAX_LISTED:]
+
+    def raise_if_any(self) -> None:
+        if not self.count:
+            return
+        more = (f"; ... and {self.count - len(self.listed)} more"
+                if self.count > len(self.listed) else "")
+        head = f"{self.path}: " if self.count == 1 else f"{self.path}: {self.count} problems: "
+        raise DataFileError(head + "; ".join(m for *_, m in self.listed) + more)
+
+
+def _row_number(row: int | str) -> int:
+    if isinstance(row, int):
+        return row
+    tail = row.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
 def _csv_delimiter(path: Path, resolved: Mapping[str, Any]) -> str:
     if resolved["csv_delimiter"]:
         return resolved["csv_delimiter"]
     return "\t" if path.suffix.lower() in (".tsv", ".txt") else ","
 
 
+def _is_utf8(encoding: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8"
+
+
+def _decode(path: Path, encoding: str) -> str:
+    """The whole file as text; a byte the encoding cannot read is reported with its line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    if _is_utf8(encoding) and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataFileError(
+            f"{path}: line {line}: byte {raw[exc.start]:#04x} cannot be read as {encoding} "
+            f"({exc.reason}); set data.options.encoding to the file's encoding (e.g. latin-1, "
+            "cp1252, utf-16)") from None
+
+
+def _csv_reader(path: Path, text: str, resolved: Mapping[str, Any]) -> Any:
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+    return csv.reader(io.StringIO(text, newline=""), delimiter=_csv_delimiter(path, resolved))
+
+
+def _csv_error(path: Path, reader: Any, exc: Exception) -> DataFileError:
+    return DataFileError(f"{path}: line {reader.line_num}: cannot parse it as CSV ({exc}); "
+                         "check data.options.csv_delimiter and the quoting")
+
+
 def _columns(path: Path, fmt: str, resolved: Mapping[str, Any]) -> list[str] | None:
-    """Column names from the header / schema / first record (None for an empty JSONL)."""
+    """Column names from the header / schema / first record (None when the file itself will
+    say what is wrong when it is read: an empty or broken JSONL file)."""
+    encoding = "utf-8-sig" if _is_utf8(resolved["encoding"]) else resolved["encoding"]
     try:
         if fmt == "csv":
-            with path.open(encoding=resolved["encoding"], newline="") as handle:
-                header = next(csv.reader(handle, delimiter=_csv_delimiter(path, resolved)), None)
+            with path.open(encoding=encoding, newline="") as handle:
+                if csv.field_size_limit() < CSV_FIELD_LIMIT:
+                    csv.field_size_limit(CSV_FIELD_LIMIT)
+                reader = csv.reader(handle, delimiter=_csv_delimiter(path, resolved))
+                try:
+                    header = next(reader, None)
+                except csv.Error as exc:
+                    raise _csv_error(path, reader, exc) from None
             if header is None:
-                raise DataFileError(f"{path}: the file is empty (no header row)")
+                raise DataFileError(f"{path}: the file is empty (no header row); a CSV file "
+                                    "needs a header naming its columns, then one row per "
+                                    "document")
             return header
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
             return list(pq.read_schema(path).names)
-        with path.open(encoding=resolved["encoding"]) as handle:
-            for number, line in enumerate(handle, 1):
+        with path.open(encoding=encoding) as handle:
+            for line in handle:
                 if line.strip():
-                    return list(_json_record(path, number, line))
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        return None
+                    return list(record) if isinstance(record, dict) else None
         return None
     except DataFileError:
         raise
     except ImportError:
         raise DataFileError(f"{path}: reading Parquet needs pyarrow; install losstune[parquet] "
                             "(`pip install 'losstune[parquet]'`)") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataFileError(f"{path}: cannot read it as {fmt}: {exc}") from None
+    except UnicodeDecodeError:
+        _decode(path, resolved["encoding"])  # raises with the line of the bad byte
+        raise  # pragma: no cover - a streamed decode failed where a whole one did not
+    except (OSError, ValueError) as exc:
+        raise DataFileError(f"{path}: cannot read it as {fmt}: "
+                            f"{short_text(str(exc), 200)}") from None
 
 
-def _json_record(path: Path, number: int, line: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataFileError(f"{path}: line {number} is not valid JSON: {exc.msg}") from None
-    if not isinstance(record, dict):
-        raise DataFileError(f"{path}: line {number} is not a JSON object")
-    return record
-
-
-def read_table(path: Path, fmt: str, columns: Sequence[str],
-               resolved: Mapping[str, Any]) -> tuple[dict[str, list[Any]], list[str]]:
+def read_table(path: Path, fmt: str, columns: Sequence[str], resolved: Mapping[str, Any],
+               problems: _Problems | None = None) -> tuple[dict[str, list[Any]], list[str]]:
     """The wanted columns as lists, plus where each row is, for messages: ``line N`` of a
-    JSONL file, ``row N`` of a CSV or Parquet file (data rows counted from 1)."""
+    JSONL file, ``row N`` of a CSV or Parquet file (data rows counted from 1).
+
+    Rows that cannot be read (a broken JSONL line, a CSV row with too few fields, a record
+    without a wanted key) are left out and added to ``problems``; without a collector they
+    are reported together in one :class:`DataFileError`.
+    """
+    own = problems is None
     present = _columns(path, fmt, resolved)
     if present is not None:
         _require_columns(path, present, columns)
     out: dict[str, list[Any]] = {c: [] for c in columns}
     numbers: list[str] = []
-    try:
-        if fmt == "csv":
-            with path.open(encoding=resolved["encoding"], newline="") as handle:
-                reader = csv.reader(handle, delimiter=_csv_delimiter(path, resolved))
-                header = next(reader)
-                where = [header.index(c) for c in columns]
-                for number, row in enumerate(reader, 1):
-                    if not row or (len(row) == 1 and not row[0].strip()):
-                        continue  # blank line
-                    if len(row) != len(header):
-                        raise DataFileError(
-                            f"{path}: row {number} has {len(row)} fields, the header "
-                            f"{len(header)}; check data.options.csv_delimiter and quoting")
-                    for c, i in zip(columns, where, strict=True):
-                        out[c].append(row[i])
-                    numbers.append(f"row {number}")
-        elif fmt == "jsonl":
-            with path.open(encoding=resolved["encoding"]) as handle:
-                for number, line in enumerate(handle, 1):
-                    if not line.strip():
-                        continue
-                    record = _json_record(path, number, line)
-                    missing = [c for c in columns if c not in record]
-                    if missing:
-                        raise DataFileError(
-                            f"{path}: line {number} has no key(s) {missing}; its keys are "
-                            f"{list(record)}")
-                    for c in columns:
-                        out[c].append(record[c])
-                    numbers.append(f"line {number}")
-        else:
+    problems = _Problems(path) if problems is None else problems
+    if fmt == "csv":
+        reader = _csv_reader(path, _decode(path, resolved["encoding"]), resolved)
+        try:
+            header = next(reader)
+            where = [header.index(c) for c in columns]
+            for number, row in enumerate(reader, 1):
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank line
+                if len(row) != len(header):
+                    problems.add(f"row {number} has {len(row)} field(s), the header "
+                                 f"{len(header)}; check data.options.csv_delimiter and quoting",
+                                 number)
+                    continue
+                for c, i in zip(columns, where, strict=True):
+                    out[c].append(row[i])
+                numbers.append(f"row {number}")
+        except csv.Error as exc:
+            raise _csv_error(path, reader, exc) from None
+    elif fmt == "jsonl":
+        text = _decode(path, resolved["encoding"])
+        for number, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.add(f"line {number} is not valid JSON ({exc.msg} at column "
+                              f"{exc.colno}); each line must be one JSON object", number)
+                continue
+            if not isinstance(record, dict):
+                problems.add(f"line {number} is a JSON {type(record).__name__}, not an object; "
+                             f"each line must be one object with keys {list(columns)}", number)
+                continue
+            missing = [c for c in columns if c not in record]
+            if missing:
+                problems.add(f"line {number} has no key(s) {missing}; its keys are "
+                             f"{short_repr(list(record))}", number)
+                continue
+            for c in columns:
+                out[c].append(record[c])
+            numbers.append(f"line {number}")
+    else:
+        try:
             import pyarrow.parquet as pq
 
             table = pq.read_table(path, columns=list(columns))
-            for c in columns:
-                out[c] = table.column(c).to_pylist()
-            numbers = [f"row {i}" for i in range(1, table.num_rows + 1)]
-    except DataFileError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataFileError(f"{path}: cannot read it as {fmt}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise DataFileError(f"{path}: cannot read it as parquet: "
+                                f"{short_text(str(exc), 200)}") from None
+        for c in columns:
+            out[c] = table.column(c).to_pylist()
+        numbers = [f"row {i}" for i in range(1, table.num_rows + 1)]
+    if own:
+        problems.raise_if_any()
     return out, numbers
 
 
@@ -311,19 +447,73 @@ def _is_multilabel(values: Sequence[Any], resolved: Mapping[str, Any]) -> bool:
                for v in values)
 
 
-def _rows(path: Path, fmt: str, resolved: Mapping[str, Any]
+def _text_problem(value: Any, column: str) -> str | None:
+    """Why a text cell cannot be a document (None when it can)."""
+    if isinstance(value, str):
+        if value.strip():
+            return None
+        what = "is empty" if not value else "is empty (only whitespace)"
+    elif value is None:
+        what = "is missing (null)"
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        what = f"holds the number {short_repr(value)}, not text"
+    else:
+        what = f"holds a {type(value).__name__} ({short_repr(value)}), not text"
+    return f"the text column {column!r} {what}; every row needs a non-empty text"
+
+
+def _rows(path: Path, fmt: str, resolved: Mapping[str, Any], problems: _Problems
           ) -> tuple[list[str], list[Any], list[str], list[Any] | None]:
+    """Texts, raw label values, row numbers and raw split values of one file; rows whose text
+    is unusable are reported to ``problems`` (and left out)."""
     cols = [resolved["text_column"], resolved["label_column"]]
     if resolved["split_column"]:
         cols.append(resolved["split_column"])
-    table, numbers = read_table(path, fmt, cols, resolved)
-    texts = table[cols[0]]
-    for text, number in zip(texts, numbers, strict=True):
-        if not isinstance(text, str) or not text.strip():
-            raise DataFileError(f"{path}: {number}: the text column "
-                                f"{resolved['text_column']!r} is empty or missing ({text!r})")
-    splits = table[cols[2]] if resolved["split_column"] else None
-    return [t.strip() for t in texts], table[cols[1]], numbers, splits
+    table, numbers = read_table(path, fmt, cols, resolved, problems)
+    texts, values, kept, splits = [], [], [], []
+    raw_splits = table[cols[2]] if resolved["split_column"] else [None] * len(numbers)
+    for text, value, number, raw in zip(table[cols[0]], table[cols[1]], numbers, raw_splits,
+                                        strict=True):
+        problem = _text_problem(text, resolved["text_column"])
+        if problem is not None:
+            problems.add(f"{number}: {problem}", number)
+            continue
+        texts.append(text.strip())
+        values.append(value)
+        kept.append(number)
+        splits.append(raw)
+    return texts, values, kept, (splits if resolved["split_column"] else None)
+
+
+def _raise_all(problems: list[_Problems]) -> None:
+    """One message for every file with problems."""
+    bad = [p for p in problems if p.count]
+    if len(bad) == 1:
+        bad[0].raise_if_any()
+    messages = []
+    for p in bad:
+        try:
+            p.raise_if_any()
+        except DataFileError as exc:
+            messages.append(str(exc))
+    if messages:
+        raise DataFileError("; ".join(messages))
+
+
+def _label_kind(multilabel: bool) -> str:
+    if multilabel:
+        return ("a list of labels; expected a JSON list of class names, names separated by "
+                "data.options.label_delimiter, or an empty value for no label")
+    return "a label; expected one class name (non-empty text or an integer)"
+
+
+def formats_of(path: Path, files: Mapping[str, Path], formats: Mapping[str, str]) -> str:
+    """The format of ``path`` (one of the configured files)."""
+    return next(formats[k] for k, p in files.items() if p == path)
+
+
+def _paths(files: Mapping[str, Path]) -> str:
+    return ", ".join(str(p) for p in dict.fromkeys(files.values()))
 
 
 # ---------------------------------------------------------------------- loader
@@ -331,11 +521,13 @@ def load_files(**options: Any) -> RawDataset:
     """The ``files`` dataset: see the module docstring for the options."""
     resolved = _resolve(options)
     files, formats = resolved["files"], resolved["formats"]
+    problems = {path: _Problems(path) for path in files.values()}
     # (split name or None for "to be split", texts, raw label values, row numbers, path)
     parts: list[tuple[str | None, list[str], list[Any], list[str], Path]] = []
     if "path" in files:
         path = files["path"]
-        texts, values, numbers, split_values = _rows(path, formats["path"], resolved)
+        texts, values, numbers, split_values = _rows(path, formats["path"], resolved,
+                                                     problems[path])
         if split_values is None:
             parts.append((None, texts, values, numbers, path))
         else:
@@ -343,11 +535,13 @@ def load_files(**options: Any) -> RawDataset:
                 s: ([], [], []) for s in ("train", "val", "test")}
             for text, value, number, raw in zip(texts, values, numbers, split_values,
                                                 strict=True):
-                key = SPLIT_VALUES.get(str(raw).strip().lower()) if raw is not None else None
+                key = (SPLIT_VALUES.get(str(raw).strip().lower())
+                       if isinstance(raw, (str, int)) else None)
                 if key is None:
-                    raise DataFileError(
-                        f"{path}: {number}: split column {resolved['split_column']!r} has "
-                        f"{raw!r}; expected one of {sorted(SPLIT_VALUES)}")
+                    problems[path].add(
+                        f"{number}: split column {resolved['split_column']!r} has "
+                        f"{short_repr(raw)}; expected one of {sorted(SPLIT_VALUES)}", number)
+                    continue
                 grouped[key][0].append(text)
                 grouped[key][1].append(value)
                 grouped[key][2].append(number)
@@ -357,14 +551,13 @@ def load_files(**options: Any) -> RawDataset:
     else:
         for key in ("train", "val", "test"):
             if key in files:
-                parts.append((key, *_rows(files[key], formats[key], resolved)[:3], files[key]))
-    for key, texts, _, _, path in parts:
-        if not texts:
-            what = f"the {key} split" if key else "it"
-            raise DataFileError(f"{path}: {what} has no rows")
+                parts.append((key, *_rows(files[key], formats[key], resolved,
+                                          problems[files[key]])[:3], files[key]))
 
     all_values = [v for part in parts for v in part[2]]
     multilabel = _is_multilabel(all_values, resolved)
+    given = resolved["classes"]
+    allowed = set(given) if given is not None else None
     parsed: list[list[list[str]]] = []
     for _key, _, values, numbers, path in parts:
         rows = []
@@ -372,23 +565,33 @@ def load_files(**options: Any) -> RawDataset:
             labels = _parse_labels(value, multilabel=multilabel,
                                    delimiter=resolved["label_delimiter"])
             if labels is None:
-                kind = "a list or delimited string of labels" if multilabel else "a label"
-                raise DataFileError(
-                    f"{path}: {number}: cannot read {value!r} in label column "
-                    f"{resolved['label_column']!r} as {kind}")
+                problems[path].add(f"{number}: cannot read {short_repr(value)} in label column "
+                                   f"{resolved['label_column']!r} as {_label_kind(multilabel)}",
+                                   number)
+                labels = []
+            elif allowed is not None:
+                unknown = [x for x in labels if x not in allowed]
+                if unknown:
+                    problems[path].add(
+                        f"{number}: label(s) {short_repr(unknown)} are not in "
+                        f"data.options.classes {short_repr(list(given), 200)}", number)
+                    labels = [x for x in labels if x in allowed]
             rows.append(labels)
         parsed.append(rows)
+    _raise_all(list(problems.values()))
+    for key, texts, _, _, path in parts:
+        if not texts:
+            what = f"the {key} split" if key else "the file"
+            detail = "" if key and "path" in files and resolved["split_column"] else (
+                " (only a header)" if formats_of(path, files, formats) == "csv" else
+                " (it is empty or holds only blank lines)")
+            raise DataFileError(f"{path}: {what} has no rows{detail}; give one row per "
+                                "document")
     seen = sorted({label for rows in parsed for labels in rows for label in labels})
-    if resolved["classes"] is not None:
-        class_names = resolved["classes"]
-        unknown = sorted(set(seen) - set(class_names))
-        if unknown:
-            raise DataFileError(f"label(s) {unknown[:10]} are not in data.options.classes "
-                                f"{list(class_names)}")
-    else:
-        class_names = tuple(seen)
-    if not class_names:
-        raise DataFileError("the label column holds no labels at all")
+    class_names = given if given is not None else tuple(seen)
+    if not seen:
+        raise DataFileError(f"{_paths(files)}: the label column {resolved['label_column']!r} "
+                            "holds no labels at all")
     index = {name: i for i, name in enumerate(class_names)}
 
     def to_split(texts: list[str], rows: list[list[str]]) -> Split:
@@ -421,8 +624,9 @@ def load_files(**options: Any) -> RawDataset:
                      f"seed {seed + 1}")
     for key in ("train", "val", "test"):
         if len(splits[key]) == 0:
-            raise DataFileError(f"the {key} split has no rows (too few documents to split "
-                                "them; give more rows or separate split files)")
+            raise DataFileError(f"{_paths(files)}: the {key} split has no rows (too few "
+                                "documents to split them; give more rows or separate split "
+                                "files)")
     return RawDataset(class_names=tuple(class_names), multilabel=multilabel,
                       train=splits["train"], val=splits["val"], test=splits["test"],
                       notes=tuple(notes))
