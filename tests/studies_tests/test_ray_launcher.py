@@ -284,17 +284,34 @@ def test_ctrl_c_stops_workers_after_their_current_trial(ray_cluster: Any,
 
 def _warm_worker_processes(ray: Any, n: int) -> None:
     """Start ``n`` Ray worker processes that have imported the trial code, so that the
-    launcher's ``n`` tasks start together (idle workers are reused)."""
+    launcher's ``n`` tasks start together (idle workers are reused). Each warm-up task waits at
+    a barrier until all ``n`` run at once, so they cannot share a process however slowly the
+    (busy) machine starts them."""
 
-    def warm() -> int:
+    class Barrier:
+        def __init__(self) -> None:
+            self.arrived = 0
+
+        def arrive(self) -> None:
+            self.arrived += 1
+
+        def count(self) -> int:
+            return self.arrived
+
+    barrier = ray.remote(num_cpus=0)(Barrier).remote()
+
+    def warm(barrier: Any) -> int:
         import losstune.objectives.training  # noqa: F401
         import losstune.studies.runner  # noqa: F401
         import tests.studies_tests.fault_plugin  # noqa: F401
 
-        time.sleep(1.0)  # hold the process, so that the n tasks get n processes
+        ray.get(barrier.arrive.remote())
+        deadline = time.time() + 300
+        while ray.get(barrier.count.remote()) < n and time.time() < deadline:
+            time.sleep(0.05)
         return os.getpid()
 
-    pids = ray.get([ray.remote(num_cpus=0.5)(warm).remote() for _ in range(n)])
+    pids = ray.get([ray.remote(num_cpus=0.5)(warm).remote(barrier) for _ in range(n)])
     assert len(set(pids)) == n
 
 
