@@ -79,6 +79,11 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _set_each(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
 def config_attribute(config: TrialConfig) -> dict[str, Any]:
     return config.model_dump(mode="json")
 
@@ -100,11 +105,14 @@ class Objective:
         *,
         multi_objective: bool = False,
         scrub: Callable[[str], str] | None = None,
+        set_attrs: Callable[[optuna.Trial, Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.space = space
         self.template = dict(template)
         self.multi_objective = multi_objective
         self.scrub = scrub or (lambda text: text)
+        # several attributes at once: the runner passes one that writes them in one transaction
+        self.set_attrs = set_attrs or _set_each
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         """Sample the trial's parameters and build its plain config (threads made explicit:
@@ -120,13 +128,12 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
             config = self.config_for(trial)
-            trial.set_user_attr("config", config_attribute(config))
-            trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+            self.set_attrs(trial, {"config": config_attribute(config),
+                                   "worker": f"{socket.gethostname()}:{os.getpid()}"})
             reporter = None if self.multi_objective else OptunaReporter(trial)
             result = run_trial(config, reporter=reporter)
         except TrialPrunedSignal as signal:
-            for key, value in result_attributes(signal.result).items():
-                trial.set_user_attr(key, value)
+            self.set_attrs(trial, result_attributes(signal.result))
             raise optuna.TrialPruned(f"pruned at epoch {signal.epoch}") from None
         except NonFiniteLossError as exc:
             trial.set_user_attr("fail_reason", self.scrub(str(exc)))
@@ -134,8 +141,7 @@ class Objective:
         except Exception as exc:  # every failure records why: max_failures counts these
             trial.set_user_attr("fail_reason", self.scrub(f"{type(exc).__name__}: {exc}"))
             raise
-        for key, value in result_attributes(result).items():
-            trial.set_user_attr(key, value)
+        self.set_attrs(trial, result_attributes(result))
         if self.multi_objective:
             return [float(v) for v in result.values]
         return float(result.value)
