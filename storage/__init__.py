@@ -144,6 +144,24 @@ def resolve_storage_url(flag: str | None = None, study_file: str | None = None) 
     return DEFAULT_STORAGE
 
 
+def follow_up_hint(url: str) -> tuple[str, str | None]:
+    """How later commands reach the storage ``url`` a run used: ``(flag, note)``.
+
+    ``flag`` is `` --storage URL`` (shell-quoted) to append to each suggested command, empty
+    when those commands would find ``url`` by themselves (``$LOSSTUNE_STORAGE`` or the default
+    file). A URL with a password is never printed runnable: ``flag`` is empty and ``note`` asks
+    to set ``$LOSSTUNE_STORAGE`` to it (shown masked) instead.
+    """
+    import shlex
+
+    if url == resolve_storage_url(None):
+        return "", None
+    if url_password(url):
+        return "", (f"set {STORAGE_ENV} to the storage URL with its password "
+                    f"({mask_url(url)}) for these commands")
+    return f" --storage {shlex.quote(url)}", None
+
+
 def normalise_url(url: str) -> str:
     """Check the scheme and driver; map ``mysql://`` to PyMySQL when mysqlclient is absent."""
     url = url.strip()
@@ -292,6 +310,9 @@ def _base_storage(url: str, settings: StorageSettings):  # noqa: ANN202
     else:
         engine_kwargs.update(pool_size=settings.pool_size, max_overflow=0,
                              pool_timeout=settings.pool_timeout)
+        if backend_of(url) == "postgresql" and "application_name" not in url:
+            # pg_stat_activity shows which process holds which connection
+            engine_kwargs["connect_args"] = {"application_name": f"losstune:{os.getpid()}"}
     with quiet_experimental():
         try:
             base = LosstuneRDBStorage(
@@ -449,6 +470,7 @@ __all__ = [
     "POOL_SIZE",
     "budget_lock",
     "close_storage",
+    "follow_up_hint",
     "get_storage",
     "mask_url",
     "normalise_url",

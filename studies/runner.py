@@ -265,18 +265,21 @@ def _next_name(name: str) -> str:
     return f"{m.group(1)}_v{int(m.group(2)) + 1}" if m else f"{name}_v2"
 
 
-def count_states(study: optuna.Study) -> dict[TrialState, int]:
+def count_states(study: optuna.Study,
+                 trials: list[optuna.trial.FrozenTrial] | None = None) -> dict[TrialState, int]:
+    """Trials per state (of ``trials`` when given, else read from the study)."""
     counts = dict.fromkeys(TrialState, 0)
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         counts[t.state] += 1
     return counts
 
 
-def counted_failures(study: optuna.Study) -> int:
+def counted_failures(study: optuna.Study,
+                     trials: list[optuna.trial.FrozenTrial] | None = None) -> int:
     """FAIL trials that count against ``max_failures``: those whose own run failed (an exception
     or a NaN), not trials of dead workers, which are retried (``stale_reason`` set by losstune,
     or referenced as ``failed_trial`` by a retry that Optuna's heartbeat check queued)."""
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     retried = {t.system_attrs.get("failed_trial") for t in trials}
     return sum(
         1 for t in trials
@@ -499,7 +502,6 @@ def run_worker(
         from losstune.objectives.plugins import import_plugin_modules
 
         import_plugin_modules(spec.plugins)
-    stop = StopFlag() if stop is None else stop
     storage = open_storage(url, spec)
     study = optuna.load_study(study_name=spec.name, storage=storage)
     study.sampler = make_sampler(spec.sampler.name, spec.sampler.args,
@@ -510,6 +512,26 @@ def run_worker(
                           multi_objective=spec.is_multi_objective,
                           scrub=lambda text: scrub_text(text, url),
                           set_attrs=storage_pkg.set_user_attrs)
+    return worker_loop(study, url, objective, n_trials=n_trials,
+                       max_failures=spec.max_failures, stop=stop, deadline=deadline,
+                       on_trial_end=on_trial_end, wait_running=wait_running)
+
+
+def worker_loop(
+    study: optuna.Study,
+    url: str,
+    objective: Callable[[optuna.Trial], Any],
+    *,
+    n_trials: int,
+    max_failures: int,
+    stop: StopFlag | None = None,
+    deadline: float | None = None,
+    on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    wait_running: bool = False,
+) -> dict[str, Any]:
+    """The budget loop of :func:`run_worker` for any objective: claim a trial under the study's
+    budget lock while ``finished + running < n_trials``, run it, repeat."""
+    stop = StopFlag() if stop is None else stop
     started = 0
     reason = "budget reached"
     failures_before = counted_failures(study)  # max_failures counts this run's failures
@@ -520,11 +542,12 @@ def run_worker(
         if deadline is not None and time.time() >= deadline:
             reason = "timeout reached"
             break
-        if counted_failures(study) - failures_before >= spec.max_failures:
-            reason = f"max_failures ({spec.max_failures}) failed trials reached"
-            break
-        with _Claim(url, spec.name) as claim:
-            counts = count_states(study)
+        with _Claim(url, study.study_name) as claim:
+            trials = study.get_trials(deepcopy=False)  # one read for both checks
+            if counted_failures(study, trials) - failures_before >= max_failures:
+                reason = f"max_failures ({max_failures}) failed trials reached"
+                break
+            counts = count_states(study, trials)
             claimed = (counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
                        + counts[TrialState.RUNNING])
             if claimed >= n_trials:
