@@ -55,12 +55,14 @@ def synthetic_attrs(epochs: int) -> dict[str, Any]:
                   "tail_macro_f1"):
             attrs[f"metric.{split}.{m}"] = 0.9
     attrs["term.ce"] = 0.1
+    attrs["term.triplet"] = 0.2
     for curve in ("train_loss", "val_loss", "val_macro_f1", "term_ce"):
         attrs[f"curve.{curve}"] = [0.5] * epochs
     attrs["per_class_f1.val"] = {f"class{i}": 0.9 for i in range(8)}
     attrs["per_class_f1.test"] = {f"class{i}": 0.9 for i in range(8)}
     attrs.update(best_epoch=epochs - 1, epochs_run=epochs, prediction_rule="argmax",
-                 train_seconds=1.0)
+                 train_seconds=1.0, device="cpu")
+    assert len(attrs) == 25
     return attrs
 
 
@@ -108,12 +110,15 @@ def worker_main(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------------- the driver
 class ConnectionSampler:
-    """Samples losstune's connections in ``pg_stat_activity`` (per process and in total)."""
+    """Samples losstune's connections in ``pg_stat_activity`` (per process and in total) of
+    the processes ``pids`` (losstune names its PostgreSQL connections ``losstune:PID``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pids: set[int]) -> None:
         import sqlalchemy
 
         self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        self.pids = pids
+        self.seen: set[int] = set()
         self.max_total = 0
         self.max_per_process = 0
         self._stop = threading.Event()
@@ -127,9 +132,11 @@ class ConnectionSampler:
             "WHERE application_name LIKE 'losstune:%' GROUP BY application_name")
         with self.engine.connect() as con:
             while not self._stop.is_set():
-                rows = con.execute(query).all()
+                rows = [(int(app.split(":", 1)[1]), n) for app, n in con.execute(query).all()]
                 con.commit()
+                rows = [(pid, n) for pid, n in rows if pid in self.pids]
                 if rows:
+                    self.seen.update(pid for pid, _ in rows)
                     self.max_total = max(self.max_total, sum(n for _, n in rows))
                     self.max_per_process = max(self.max_per_process, max(n for _, n in rows))
                 time.sleep(0.05)
@@ -235,7 +242,8 @@ def measure(path: str, database: str, workers: int, args: argparse.Namespace) ->
     try:
         procs = run_workers(storage, name, workers=workers, n_trials=n_trials,
                             trial_seconds=args.trial_seconds, epochs=args.epochs)
-        with ConnectionSampler(database) as sampler:
+        pids = {p.pid for p in procs} | ({proxy.pid} if proxy is not None else set())
+        with ConnectionSampler(database, pids=pids) as sampler:
             go(procs)
             results = finish(procs)
     finally:
