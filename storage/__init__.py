@@ -16,7 +16,10 @@ gRPC storage proxy, in-memory.
 
 Connections (PostgreSQL, MySQL): a process holds at most ``StorageSettings.pool_size``
 connections (default :data:`POOL_SIZE`) per database URL, shared by all its storage objects,
-its heartbeat thread and its study locks; schema creation borrows one more for a moment.
+its heartbeat thread and its study locks; schema creation borrows one more for a moment. The
+engine settings (``pool_size``, ``pool_timeout``, ``durable_commits``, ``sqlite_timeout``) are
+those of the first storage a process opens on a URL (:func:`close_storage` to change them);
+heartbeat settings and ``report_interval`` are per storage object.
 """
 
 from __future__ import annotations
@@ -291,7 +294,8 @@ def get_storage(url: str, settings: StorageSettings | None = None):  # noqa: ANN
     base = _base_storage(url, settings)
     return base.view(heartbeat_interval=settings.heartbeat_interval,
                      grace_period=settings.grace_period,
-                     heartbeat_stale_trial_callback=callback)
+                     heartbeat_stale_trial_callback=callback,
+                     report_interval=settings.report_interval)
 
 
 def _base_storage(url: str, settings: StorageSettings):  # noqa: ANN202
@@ -381,13 +385,16 @@ LOCK_PURPOSES = ("budget", "create")
 
 
 @contextlib.contextmanager
-def study_lock(url: str, study_name: str, purpose: str = "budget") -> Iterator[None]:
+def study_lock(url: str, study_name: str, purpose: str = "budget", *,
+               engine: object = None) -> Iterator[None]:
     """Hold a lock shared by every process working on ``study_name`` in ``url``.
 
     SQLite: a file lock beside the database; PostgreSQL: ``pg_advisory_lock``; MySQL/MariaDB:
     ``GET_LOCK``; ``grpc://``: the proxy's lock service (which takes the database lock);
     in-memory: a thread lock. Threads of one process queue on a thread lock first, so a
-    process waits on the database lock with one connection at most.
+    process waits on the database lock with one connection at most. The database lock holds a
+    connection of the process's storage pool, or of ``engine`` when given (the proxy, which
+    holds locks for many clients, uses its own).
     """
     if purpose not in LOCK_PURPOSES:
         raise ValueError(f"unknown lock purpose {purpose!r}; expected one of {LOCK_PURPOSES}")
@@ -415,15 +422,15 @@ def study_lock(url: str, study_name: str, purpose: str = "budget") -> Iterator[N
             with remote_lock(url, study_name, purpose):
                 yield
             return
-        with _database_lock(url, backend, study_name, purpose):
+        with _database_lock(url, backend, study_name, purpose, engine or _lock_engine(url)):
             yield
 
 
 @contextlib.contextmanager
-def _database_lock(url: str, backend: str, study_name: str, purpose: str) -> Iterator[None]:
+def _database_lock(url: str, backend: str, study_name: str, purpose: str,
+                   engine: object) -> Iterator[None]:
     import sqlalchemy
 
-    engine = _lock_engine(url)
     key = _lock_key(study_name, purpose)
     with engine.connect() as con:
         if backend == "postgresql":

@@ -100,8 +100,21 @@ class Coordination:
     """The ``losstune.Coordination`` service of a proxy (see the module docstring)."""
 
     def __init__(self, url: str, rdb: Any, *, hold_slots: int) -> None:
+        import sqlalchemy
+
+        import losstune.storage as storage_pkg
+
         self.url = url
         self.rdb = rdb
+        # locks held for clients get connections of their own (one per study whose lock is
+        # held right now), so that lock holders never wait for the storage pool
+        self.lock_engine = None
+        if storage_pkg.backend_of(url) != "sqlite":
+            args: dict[str, Any] = {}
+            if storage_pkg.backend_of(url) == "postgresql":
+                args = {"application_name": f"losstune:{os.getpid()}"}
+            self.lock_engine = sqlalchemy.create_engine(
+                url, pool_size=1, max_overflow=-1, pool_pre_ping=True, connect_args=args)
         self._slots = threading.BoundedSemaphore(hold_slots)
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._mutex = threading.Lock()
@@ -174,7 +187,7 @@ class Coordination:
                 if not context.is_active():
                     return
             try:
-                with storage_pkg.study_lock(self.url, key[0], key[1]):
+                with storage_pkg.study_lock(self.url, key[0], key[1], engine=self.lock_engine):
                     if not context.is_active():
                         return
                     yield {"state": "held"}
@@ -293,8 +306,9 @@ class ProxyStorage(ReportBuffer, GrpcStorageProxy, BaseHeartbeat):
         base = _clients.get((os.getpid(), url))
         if base is not None:  # share the process's channel, caches and report buffer
             for key in ("_host", "_port", "_channel", "_stub", "_cache", "_calls", "_pending",
-                        "_last_flush", "_pending_lock", "report_interval"):
+                        "_last_flush", "_pending_lock"):
                 setattr(self, key, getattr(base, key))
+            self.report_interval = settings.report_interval
             return
         super().__init__(host=host, port=port)
         self._init_reports(settings.report_interval)

@@ -150,11 +150,14 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         return (get_storage, (self.url, settings))
 
     def view(self, *, heartbeat_interval: int | None, grace_period: int | None,
-             heartbeat_stale_trial_callback: Any) -> LosstuneRDBStorage:
+             heartbeat_stale_trial_callback: Any,
+             report_interval: float | None = None) -> LosstuneRDBStorage:
         """A storage object sharing this one's engine, sessions and report buffer, with other
-        heartbeat settings."""
+        heartbeat settings (and report interval)."""
         other = object.__new__(type(self))
         other.__dict__.update(self.__dict__)
+        if report_interval is not None:
+            other.report_interval = report_interval
         other.heartbeat_interval = heartbeat_interval
         other.grace_period = grace_period
         other.heartbeat_stale_trial_callback = heartbeat_stale_trial_callback
@@ -250,14 +253,107 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         return super().set_trial_state_values(trial_id, state, values)
 
     # ------------------------------------------------------------------ reads
+    # Optuna loads trials through ORM objects: a query per relationship and an object per row.
+    # These read the same tables with two plain SELECTs and build the same FrozenTrials (a
+    # test compares them with Optuna's on trials of every kind); several times cheaper, which
+    # matters because every budget claim and pruning check re-reads the running trials.
     def get_trial(self, trial_id: int) -> FrozenTrial:
-        return self._with_pending(super().get_trial(trial_id))
+        from optuna.storages._rdb import models
+
+        with self._session() as session:
+            table = models.TrialModel.__table__
+            trials = self._read_trials(session, table.c.trial_id == trial_id)
+        if not trials:
+            raise KeyError(models.NOT_FOUND_MSG)
+        return self._with_pending(trials[0])
 
     def _get_trials(self, study_id: int, states: Any, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:
-        trials = super()._get_trials(study_id, states, included_trial_ids,
-                                     trial_id_greater_than)
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        table = models.TrialModel.__table__
+        included = sorted(i for i in included_trial_ids if i <= trial_id_greater_than)
+        where = table.c.study_id == study_id
+        if states is not None:
+            where = where & table.c.state.in_(list(states))
+        if included and trial_id_greater_than > -1:
+            where = where & sqlalchemy.or_(table.c.trial_id.in_(included),
+                                           table.c.trial_id > trial_id_greater_than)
+        elif trial_id_greater_than > -1:
+            where = where & (table.c.trial_id > trial_id_greater_than)
+        with self._session() as session:
+            trials = self._read_trials(session, where)
+            if not trials:
+                models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError if gone
         return [self._with_pending(t) for t in trials]
+
+    def _read_trials(self, session: Any, where: Any) -> list[FrozenTrial]:
+        import datetime
+
+        from optuna import distributions
+        from optuna.storages._rdb import models
+        from sqlalchemy import select
+
+        trial_table = models.TrialModel.__table__
+        rows = session.execute(
+            select(trial_table.c.trial_id, trial_table.c.number, trial_table.c.state,
+                   trial_table.c.datetime_start, trial_table.c.datetime_complete)
+            .where(where).order_by(trial_table.c.trial_id)
+        ).all()
+        if not rows:
+            return []
+        ids = select(trial_table.c.trial_id).where(where).scalar_subquery()
+        params: dict[int, list[Any]] = {}
+        values: dict[int, dict[int, float]] = {}
+        user: dict[int, dict[str, Any]] = {}
+        system: dict[int, dict[str, Any]] = {}
+        steps: dict[int, dict[int, float]] = {}
+        value_type = models.TrialValueModel.TrialValueType
+        step_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
+        for kind, tid, order, name, number, type_name, text in session.execute(
+                _children_query(ids)):
+            if kind == 0:
+                params.setdefault(tid, []).append((order, name, number, text))
+            elif kind == 1:
+                values.setdefault(tid, {})[order] = models.TrialValueModel \
+                    .stored_repr_to_value(number, value_type[type_name])
+            elif kind == 2:
+                user.setdefault(tid, {})[name] = json.loads(text)
+            elif kind == 3:
+                system.setdefault(tid, {})[name] = json.loads(text)
+            else:
+                steps.setdefault(tid, {})[order] = models.TrialIntermediateValueModel \
+                    .stored_repr_to_intermediate_value(number, step_type[type_name])
+
+        def local(moment: datetime.datetime | None) -> datetime.datetime | None:
+            if moment is None:  # stored as naive UTC, shown as naive local time (as Optuna)
+                return None
+            return moment.replace(tzinfo=datetime.UTC).astimezone().replace(
+                tzinfo=None)
+
+        parsed: dict[str, Any] = {}
+        out = []
+        for tid, number, state, start, complete in rows:
+            names: dict[str, Any] = {}
+            dists: dict[str, Any] = {}
+            for _, name, value, dist_json in sorted(params.get(tid, []), key=lambda r: r[0]):
+                dist = parsed.get(dist_json)
+                if dist is None:
+                    dist = parsed[dist_json] = distributions.json_to_distribution(dist_json)
+                dists[name] = dist
+                names[name] = dist.to_external_repr(value)
+            by_objective = values.get(tid)
+            out.append(FrozenTrial(
+                number=number, state=state, value=None,
+                values=[by_objective[i] for i in range(len(by_objective))]
+                if by_objective else None,
+                datetime_start=local(start), datetime_complete=local(complete),
+                params=names, distributions=dists, user_attrs=user.get(tid, {}),
+                system_attrs=system.get(tid, {}), intermediate_values=steps.get(tid, {}),
+                trial_id=tid,
+            ))
+        return out
 
     def heartbeat_trial_ids(self, study_id: int) -> set[int]:
         """IDs of the study's trials that have a heartbeat row."""
@@ -274,18 +370,57 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         return {r[0] for r in rows}
 
 
+def _children_query(trial_ids: Any) -> Any:
+    """One ``UNION ALL`` of everything the trials ``trial_ids`` (a subquery) own: rows of
+    ``(kind, trial_id, order, name, number, type, text)`` with kind 0 = parameter (order:
+    param_id, text: distribution), 1 = value (order: objective), 2 = user attribute, 3 = system
+    attribute (text: JSON), 4 = intermediate value (order: step)."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from sqlalchemy import Integer, String, cast, literal, null, select
+
+    def part(kind: int, model: Any, order: str | None, name: str | None, number: str | None,
+             type_: str | None, text: str | None) -> Any:
+        table = model.__table__
+
+        def col(c: str | None, label: str) -> Any:
+            return (null() if c is None else table.c[c]).label(label)
+
+        # enum columns are different types (PostgreSQL enums): compared as their names
+        typ = (null() if type_ is None else cast(table.c[type_], String(16))).label("typ")
+        return select(literal(kind, Integer).label("kind"), table.c.trial_id,
+                      col(order, "ord"), col(name, "name"), col(number, "num"), typ,
+                      col(text, "txt")).where(table.c.trial_id.in_(trial_ids))
+
+    return sqlalchemy.union_all(
+        part(0, models.TrialParamModel, "param_id", "param_name", "param_value", None,
+             "distribution_json"),
+        part(1, models.TrialValueModel, "objective", None, "value", "value_type", None),
+        part(2, models.TrialUserAttributeModel, None, "key", None, None, "value_json"),
+        part(3, models.TrialSystemAttributeModel, None, "key", None, None, "value_json"),
+        part(4, models.TrialIntermediateValueModel, "step", None, "intermediate_value",
+             "intermediate_value_type", None),
+    )
+
+
+#: A pooled connection idle longer than this is pinged before use (and replaced if the server
+#: dropped it); one used more recently is taken as alive. Optuna's ``pool_pre_ping`` pings before
+#: every transaction: a round trip per transaction, dozens per trial.
+PING_AFTER_IDLE = 1.0
+
+
 def _tune_sessions(engine: Any, backend: str, *, durable_commits: bool) -> None:
     """Per-connection settings: SQLite ``synchronous=NORMAL`` (WAL), PostgreSQL
-    ``synchronous_commit=off``. Connections opened while the schema was checked are dropped so
-    that every pooled connection has them."""
+    ``synchronous_commit=off``; for server databases a ping only after
+    :data:`PING_AFTER_IDLE` seconds of idleness. Connections opened while the schema was
+    checked are dropped so that every pooled connection has them."""
     import sqlalchemy
 
+    statement = None
     if backend == "sqlite" and not durable_commits:
         statement = "PRAGMA synchronous=NORMAL"
     elif backend == "postgresql" and not durable_commits:
         statement = "SET synchronous_commit TO OFF"
-    else:
-        return
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -296,7 +431,31 @@ def _tune_sessions(engine: Any, backend: str, *, durable_commits: bool) -> None:
         if backend == "postgresql":
             dbapi_connection.commit()  # a SET inside a transaction that rolls back is undone
 
-    sqlalchemy.event.listen(engine, "connect", on_connect)
+    if statement is not None:
+        sqlalchemy.event.listen(engine, "connect", on_connect)
+    if backend in ("postgresql", "mysql"):
+        engine.pool._pre_ping = False  # replaced by the idle ping below
+
+        def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+            record.info["losstune_idle_since"] = time.monotonic()
+
+        def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+            since = record.info.get("losstune_idle_since")
+            if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+                return
+            try:
+                cursor = dbapi_connection.cursor()
+                try:
+                    cursor.execute("SELECT 1")
+                    cursor.fetchall()
+                finally:
+                    cursor.close()
+                dbapi_connection.rollback()
+            except Exception as exc:  # noqa: BLE001 - the pool opens a new connection
+                raise sqlalchemy.exc.DisconnectionError(str(exc)) from exc
+
+        sqlalchemy.event.listen(engine, "checkin", on_checkin)
+        sqlalchemy.event.listen(engine, "checkout", on_checkout)
     engine.dispose()
 
 

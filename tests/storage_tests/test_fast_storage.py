@@ -167,3 +167,64 @@ def test_paced_pruner_asks_at_most_once_per_interval() -> None:
     assert inner.asked == list(range(8)) and step == 7
     assert isinstance(paced(optuna.pruners.MedianPruner()), PacedPruner)
     assert isinstance(paced(optuna.pruners.NopPruner()), optuna.pruners.NopPruner)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                  pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_trials_read_back_exactly_as_optuna_reads_them(kind: str, sqlite_url: str) -> None:
+    """losstune's plain-SELECT trial reader builds the same FrozenTrials as Optuna's ORM one,
+    on trials of every state and value kind."""
+    from tests.storage_tests.servers import require_mysql
+
+    url = {"sqlite": lambda: sqlite_url, "postgres": require_postgres,
+           "mysql": require_mysql}[kind]()
+    name = unique_name("read")
+    ours = storage_pkg.get_storage(url, storage_pkg.StorageSettings(report_interval=0))
+    plain = RDBStorage(url)
+    with study_cleanup(name, url):
+        study = optuna.create_study(study_name=name, storage=ours,
+                                    directions=["maximize", "minimize"])
+        for i, (values, state) in enumerate([([1.0, float("inf")], TrialState.COMPLETE),
+                                             ([float("-inf"), -2.5], TrialState.COMPLETE),
+                                             (None, TrialState.FAIL), (None, None)]):
+            trial = study.ask()
+            trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+            trial.suggest_int("epochs", 1, 9, step=2)
+            trial.suggest_categorical("loss.name", ["ce", None, 2.5, True])
+            storage_pkg.set_user_attrs(trial, {"config": {"a": [1, 2, None]}, "n": i})
+            trial.storage.set_trial_system_attr(trial._trial_id, "sys", {"k": i})
+            for step, v in enumerate([0.5, float("nan"), float("inf"), -float("inf")]):
+                trial.storage.set_trial_intermediate_value(trial._trial_id, step, v)
+            if state is not None:
+                study.tell(trial, values, state=state)
+        study.enqueue_trial({"lr": 0.01})  # a WAITING trial with fixed params
+        study_id = study._study_id
+        backend = ours
+        mine = backend._get_trials(study_id, None, set(), -1)
+        theirs = plain._get_trials(study_id, None, set(), -1)
+        assert len(mine) == 5 and [_as_dict(t) for t in mine] == [_as_dict(t) for t in theirs]
+        assert _as_dict(backend.get_trial(mine[3]._trial_id)) == \
+            _as_dict(plain.get_trial(mine[3]._trial_id))
+        some = {mine[1]._trial_id, mine[4]._trial_id}  # what Optuna's cache asks for
+        assert [t.number for t in backend._get_trials(study_id, None, some,
+                                                      mine[2]._trial_id)] == [1, 3, 4]
+        running = backend._get_trials(study_id, (TrialState.RUNNING,), set(), -1)
+        assert [t.number for t in running] == [3]
+        with pytest.raises(KeyError):
+            backend.get_trial(10**9)
+    with pytest.raises(KeyError):
+        backend._get_trials(study_id, None, set(), -1)
+    plain.engine.dispose()
+    storage_pkg.close_storage(url)
+
+
+def _as_dict(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
+    """A FrozenTrial as comparable data (NaN made equal to itself)."""
+    import math
+
+    def same(v: object) -> object:
+        return "nan" if isinstance(v, float) and math.isnan(v) else v
+
+    d = dict(trial.__dict__)
+    d["intermediate_values"] = {k: same(v) for k, v in trial.intermediate_values.items()}
+    return d
