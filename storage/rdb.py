@@ -215,36 +215,19 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
 
     def _upsert(self, session: Any, model: Any, rows: list[dict[str, Any]], *,
                 keys: tuple[str, ...], update: tuple[str, ...]) -> None:
-        """One multi-row INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE statement."""
-        import sqlite3
-
-        table = model.__table__
-        dialect = self.engine.name
-        if dialect in ("postgresql", "sqlite") and not (
-                dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)):
-            if dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
+        """INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE of ``rows``, executed as one
+        statement with many parameter sets (compiled once per process)."""
+        stmt = _upsert_statement(self.engine.name, model, keys, update)
+        if stmt is not None:
+            session.execute(stmt, rows)
+            return
+        for row in rows:  # pragma: no cover - other dialects: row by row, one transaction
+            existing = session.query(model).filter_by(**{k: row[k] for k in keys}).one_or_none()
+            if existing is None:
+                session.add(model(**row))
             else:
-                from sqlalchemy.dialects.sqlite import insert
-            stmt = insert(table).values(rows)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[table.c[k] for k in keys],
-                set_={c: stmt.excluded[c] for c in update})
-            session.execute(stmt)
-        elif dialect == "mysql":
-            from sqlalchemy.dialects.mysql import insert
-
-            stmt = insert(table).values(rows)
-            session.execute(stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in update}))
-        else:  # pragma: no cover - other dialects: row by row, still one transaction
-            for row in rows:
-                existing = session.query(model).filter_by(
-                    **{k: row[k] for k in keys}).one_or_none()
-                if existing is None:
-                    session.add(model(**row))
-                else:
-                    for c in update:
-                        setattr(existing, c, row[c])
+                for c in update:
+                    setattr(existing, c, row[c])
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Any = None) -> bool:
@@ -368,6 +351,37 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
                 .all()
             )
         return {r[0] for r in rows}
+
+
+_upserts: dict[tuple[str, str], Any] = {}
+
+
+def _upsert_statement(dialect: str, model: Any, keys: tuple[str, ...],
+                      update: tuple[str, ...]) -> Any:
+    """The upsert statement of ``model`` on ``dialect`` (None where there is none)."""
+    import sqlite3
+
+    cache_key = (dialect, model.__tablename__)
+    if cache_key in _upserts:
+        return _upserts[cache_key]
+    table = model.__table__
+    stmt: Any = None
+    if dialect == "postgresql" or (dialect == "sqlite"
+                                   and sqlite3.sqlite_version_info >= (3, 24, 0)):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        base = insert(table)
+        stmt = base.on_conflict_do_update(index_elements=[table.c[k] for k in keys],
+                                          set_={c: base.excluded[c] for c in update})
+    elif dialect == "mysql":
+        from sqlalchemy.dialects.mysql import insert
+
+        base = insert(table)
+        stmt = base.on_duplicate_key_update({c: base.inserted[c] for c in update})
+    _upserts[cache_key] = stmt
+    return stmt
 
 
 def _children_query(trial_ids: Any) -> Any:

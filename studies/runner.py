@@ -1,6 +1,6 @@
 """Create or resume a study and run its trials against the shared budget.
 
-The budget (conventions §1): ``n_trials`` is the number of finished (COMPLETE + PRUNED) trials the
+The budget: ``n_trials`` is the number of finished (COMPLETE + PRUNED) trials the
 study should hold. A worker starts a trial only while ``finished + running < n_trials``, checked
 and claimed under :func:`losstune.storage.budget_lock`, so any number of workers finish exactly
 ``n_trials``. FAIL trials do not count; the study stops after ``max_failures`` failed trials.
@@ -36,7 +36,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class StudyMismatchError(LosstuneError, ValueError):
-    """The study file no longer matches the stored study (conventions §4)."""
+    """The study file no longer matches the stored study."""
 
 
 @dataclass
@@ -299,7 +299,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
-    """Fail RUNNING trials left by dead runs and queue their retries (conventions §1).
+    """Fail RUNNING trials left by dead runs and queue their retries.
 
     A RUNNING trial is stale when its worker ran on this host and its process is gone, or when
     it has not been heartbeating (Optuna's own check), or when it has no heartbeat at all and
