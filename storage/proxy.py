@@ -294,7 +294,7 @@ class ProxyStorage(ReportBuffer, GrpcStorageProxy, BaseHeartbeat):
     """
 
     def __init__(self, url: str, *, settings: Any, heartbeat_stale_trial_callback: Any,
-                 connect_timeout: float = 10.0) -> None:
+                 connect_timeout: float = 5.0) -> None:
         import grpc
 
         host, port = parse_grpc_url(url)
