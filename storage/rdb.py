@@ -68,7 +68,8 @@ class ReportBuffer:
 
     def _take_pending(self, trial_id: int) -> dict[int, float]:
         with self._pending_lock:
-            self._last_flush[trial_id] = self.clock()
+            if trial_id in self._last_flush:  # a trial this process reports for
+                self._last_flush[trial_id] = self.clock()
             return self._pending.pop(trial_id, {})
 
     def set_trial_intermediate_value(self, trial_id: int, step: int,
