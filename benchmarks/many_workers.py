@@ -24,7 +24,9 @@ Usage::
 
     python benchmarks/many_workers.py [--workers 1 2 4 8 16 32] [--trials-per-worker 6]
         [--trial-seconds 0.5] [--epochs 10] [--postgres postgresql://postgres@127.0.0.1/test]
-        [--paths direct proxy] [--figure benchmarks/figures/many_workers.png]
+        [--paths direct proxy] [--figure benchmarks/figures/many_workers.png] [--replot]
+
+The rows are saved beside the figure (``many_workers.json``); ``--replot`` redraws from them.
 """
 
 from __future__ import annotations
@@ -284,8 +286,10 @@ def figure(rows: list[dict[str, Any]], path: Path, args: argparse.Namespace) -> 
     axes[1].set(title="cost per trial beyond training", xlabel="workers",
                 ylabel="ms per trial (lock wait + storage)")
     axes[2].set(title="PostgreSQL connections (peak)", xlabel="workers", ylabel="connections")
+    ticks = sorted({r["workers"] for r in rows})
     for ax in axes:
         ax.set_xscale("log", base=2)
+        ax.set_xticks(ticks, [str(w) for w in ticks])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"many workers on one PostgreSQL, {args.epochs} epochs of "
@@ -315,9 +319,17 @@ def main() -> None:
         "LOSSTUNE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--figure", type=Path,
                         default=REPO / "benchmarks" / "figures" / "many_workers.png")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw the figure from the rows saved beside it (no run)")
     args = parser.parse_args()
     if args.worker:
         worker_main(args)
+        return
+    rows_path = args.figure.with_suffix(".json")
+    if args.replot:
+        saved = json.loads(rows_path.read_text())
+        args.__dict__.update(saved["settings"])
+        figure(saved["rows"], args.figure, args)
         return
 
     print(f"machine: {os.cpu_count()} CPU cores; load average before: "
@@ -345,6 +357,9 @@ def main() -> None:
                for p in args.paths}
     print("median storage ms per trial: "
           + ", ".join(f"{p} {ms:.1f}" for p, ms in medians.items()))
+    settings = {k: getattr(args, k) for k in ("trial_seconds", "epochs", "trials_per_worker")}
+    rows_path.parent.mkdir(parents=True, exist_ok=True)
+    rows_path.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
     figure(rows, args.figure, args)
     shown = args.figure.relative_to(REPO) if args.figure.is_relative_to(REPO) else args.figure
     print(f"figure: {shown}")

@@ -19,8 +19,9 @@ What it adds to Optuna's class, and why:
   shared by every storage object of a process and by its study locks, so a process holds at most
   ``pool_size`` connections to one database (see ``docs/distributed.md``).
 * **Schema creation under a database lock**: Optuna creates its tables when a storage opens; two
-  processes doing that on an empty PostgreSQL or MySQL database collide. losstune creates them
-  under ``pg_advisory_lock`` / ``GET_LOCK`` and retries once if something else raced it.
+  processes doing that on an empty database collide. losstune creates them under
+  ``pg_advisory_lock`` / ``GET_LOCK`` (a file lock beside an SQLite file) and retries once if
+  something else raced it.
 """
 
 from __future__ import annotations
@@ -476,7 +477,20 @@ def _tune_sessions(engine: Any, backend: str, *, durable_commits: bool) -> None:
 
 @contextlib.contextmanager
 def _schema_lock(url: str, backend: str) -> Iterator[None]:
-    """Hold a database-wide lock while Optuna creates (or checks) its tables."""
+    """Hold a database-wide lock while Optuna creates (or checks) its tables: a file lock
+    beside an SQLite file, ``pg_advisory_lock`` / ``GET_LOCK`` on a server."""
+    if backend == "sqlite":
+        from losstune.storage import sqlite_path
+
+        path = sqlite_path(url)
+        if path is None:
+            yield
+            return
+        from filelock import FileLock
+
+        with FileLock(str(path) + ".schema.lock"):
+            yield
+        return
     if backend not in ("postgresql", "mysql"):
         yield
         return
