@@ -192,8 +192,9 @@ def storage_cost(url: str, n: int, config_attr: dict[str, Any], attrs: dict[str,
     for _ in range(n):
         t0 = time.perf_counter()
         with storage_pkg.budget_lock(url, name):
-            count_states(study)
-            counted_failures(study)
+            trials = study.get_trials(deepcopy=False)  # one read, as the worker loop does
+            count_states(study, trials)
+            counted_failures(study, trials)
             study.optimize(objective, n_trials=1, gc_after_trial=False)
         times.append(time.perf_counter() - t0)
     states = {t.state for t in study.trials}

@@ -288,7 +288,6 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         ).all()
         if not rows:
             return []
-        ids = select(trial_table.c.trial_id).where(where).scalar_subquery()
         params: dict[int, list[Any]] = {}
         values: dict[int, dict[int, float]] = {}
         user: dict[int, dict[str, Any]] = {}
@@ -296,8 +295,10 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         steps: dict[int, dict[int, float]] = {}
         value_type = models.TrialValueModel.TrialValueType
         step_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
-        for kind, tid, order, name, number, type_name, text in session.execute(
-                _children_query(ids)):
+        ids = [r[0] for r in rows]
+        owned = [row for start in range(0, len(ids), _IDS_PER_QUERY)
+                 for row in session.execute(_children_query(ids[start:start + _IDS_PER_QUERY]))]
+        for kind, tid, order, name, number, type_name, text in owned:
             if kind == 0:
                 params.setdefault(tid, []).append((order, name, number, text))
             elif kind == 1:
@@ -386,8 +387,13 @@ def _upsert_statement(dialect: str, model: Any, keys: tuple[str, ...],
     return stmt
 
 
-def _children_query(trial_ids: Any) -> Any:
-    """One ``UNION ALL`` of everything the trials ``trial_ids`` (a subquery) own: rows of
+#: Trial ids per children query (bound parameters: SQLite allows 32766, older ones 999).
+_IDS_PER_QUERY = 400
+
+
+def _children_query(trial_ids: list[int]) -> Any:
+    """One ``UNION ALL`` of everything the trials ``trial_ids`` own (found through the unique
+    indexes that start with ``trial_id``): rows of
     ``(kind, trial_id, order, name, number, type, text)`` with kind 0 = parameter (order:
     param_id, text: distribution), 1 = value (order: objective), 2 = user attribute, 3 = system
     attribute (text: JSON), 4 = intermediate value (order: step)."""
@@ -427,27 +433,31 @@ PING_AFTER_IDLE = 1.0
 
 def _tune_sessions(engine: Any, backend: str, *, durable_commits: bool) -> None:
     """Per-connection settings: SQLite ``synchronous=NORMAL`` (WAL), PostgreSQL
-    ``synchronous_commit=off``; for server databases a ping only after
+    ``synchronous_commit=off`` and no parallel plans; for server databases a ping only after
     :data:`PING_AFTER_IDLE` seconds of idleness. Connections opened while the schema was
     checked are dropped so that every pooled connection has them."""
     import sqlalchemy
 
-    statement = None
+    statements = []
     if backend == "sqlite" and not durable_commits:
-        statement = "PRAGMA synchronous=NORMAL"
-    elif backend == "postgresql" and not durable_commits:
-        statement = "SET synchronous_commit TO OFF"
+        statements.append("PRAGMA synchronous=NORMAL")
+    elif backend == "postgresql":
+        # many small queries: a parallel plan's worker start-up costs more than it saves
+        statements.append("SET max_parallel_workers_per_gather TO 0")
+        if not durable_commits:
+            statements.append("SET synchronous_commit TO OFF")
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(statement)
+            for statement in statements:
+                cursor.execute(statement)
         finally:
             cursor.close()
         if backend == "postgresql":
             dbapi_connection.commit()  # a SET inside a transaction that rolls back is undone
 
-    if statement is not None:
+    if statements:
         sqlalchemy.event.listen(engine, "connect", on_connect)
     if backend in ("postgresql", "mysql"):
         engine.pool._pre_ping = False  # replaced by the idle ping below
