@@ -1,4 +1,4 @@
-"""Scaling of the Ray launchers and the storage cost of a trial (issue 6), from one run.
+"""Scaling of the Ray launchers and the storage cost of a trial, from one run.
 
 On the quickstart objective (full R8, cached all-MiniLM-L6-v2 features, linear head; CE loss,
 learning rate and the other settings searched, epochs and batch size fixed so that every trial
@@ -15,14 +15,19 @@ does the same work, no pruning, ``train.threads: 1`` per worker) it measures:
 * **storage**: milliseconds of storage work per trial on in-memory, SQLite and PostgreSQL
   storage: what ``run_worker`` and the objective do to the storage for one trial (claim under
   the budget lock, count states, sample the space, ``config``/``worker`` attributes, one report
-  per epoch, the result's user attributes, tell), with training left out. The attributes are
-  those of a real quickstart trial.
+  and pruning check per epoch, the result's user attributes, tell), with training left out.
+  The attributes are those of a real quickstart trial. Each backend runs twice in one process:
+  ``plain`` (Optuna's ``RDBStorage`` as it comes: a transaction per report and attribute, the
+  pruner asked every epoch) and ``losstune`` (its storage: buffered reports, attributes in one
+  transaction, cheap commits, two-SELECT reads, the paced pruner); the reports and pruning
+  checks replay the recorded trial's epoch time on a clock of their own, so that the report
+  buffer and the paced pruner act as during training.
 
 Usage::
 
     LOSSTUNE_CACHE=/tmp/lt-cache python benchmarks/scaling.py [--trials 16] [--epochs 20]
         [--postgres postgresql://postgres@127.0.0.1:5432/test] [--storage-trials 40]
-        [--launcher-storage sqlite|URL] [--skip-tune]
+        [--launcher-storage sqlite|URL] [--skip-tune] [--storage-only] [--epoch-seconds S]
 """
 
 from __future__ import annotations
@@ -105,8 +110,10 @@ class _Fixed:
         return low
 
 
-def real_trial_record(epochs: int) -> tuple[dict[str, Any], dict[str, Any], list[float], Any]:
-    """Config and user attributes of one real quickstart trial (to replay their writes)."""
+def real_trial_record(epochs: int) -> tuple[dict[str, Any], dict[str, Any], list[float], Any,
+                                            float]:
+    """Config, user attributes, validation curve and seconds per epoch of one real quickstart
+    trial (to replay its writes)."""
     from losstune.objectives.objective import config_attribute, result_attributes
     from losstune.objectives.training import run_trial
     from losstune.studies import api
@@ -116,47 +123,114 @@ def real_trial_record(epochs: int) -> tuple[dict[str, Any], dict[str, Any], list
     config = space.to_config(space.sample(_Fixed()), spec.template())
     result = run_trial(config)
     attrs = result_attributes(result)
-    return config_attribute(config), attrs, list(result.curves[f"val_{result.metric_names[0]}"]), \
-        space
+    curve = list(result.curves[f"val_{result.metric_names[0]}"])
+    return config_attribute(config), attrs, curve, space, result.train_seconds / len(curve)
+
+
+class _Clock:
+    """A clock the benchmark advances by a real trial's epoch time at every report, so that
+    the paced pruner and the report buffer act as they would during training."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def storage_cost(url: str, n: int, config_attr: dict[str, Any], attrs: dict[str, Any],
-                 curve: list[float], space: Any) -> dict[str, Any]:
-    """Milliseconds per trial of the storage work of one losstune trial (no training)."""
+                 curve: list[float], space: Any, *, epoch_seconds: float,
+                 mode: str = "losstune") -> dict[str, Any]:
+    """Milliseconds per trial of the storage work of one losstune trial (no training).
+
+    ``mode="losstune"``: losstune's storage (buffered reports, attributes in one transaction,
+    cheap commits, paced pruner); ``mode="plain"``: Optuna's ``RDBStorage`` as it comes, one
+    transaction per attribute and per report, the pruner asked at every epoch (what losstune
+    did before).
+    """
     import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     import losstune.storage as storage_pkg
-    from losstune.studies.runner import count_states, counted_failures
+    from losstune.studies.runner import PacedPruner, count_states, counted_failures
 
     name = f"bench_storage_{uuid.uuid4().hex[:8]}"
-    st = storage_pkg.get_storage(url)
+    clock = _Clock()
+    if mode == "plain" and url != "memory":
+        with storage_pkg.quiet_experimental():
+            st = RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=20,
+                            grace_period=60,
+                            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(3))
+        pruner: Any = optuna.pruners.MedianPruner()
+    else:
+        st = storage_pkg.get_storage(url)
+        if hasattr(st, "clock"):
+            st.clock = clock
+        pruner = PacedPruner(optuna.pruners.MedianPruner(), clock=clock)
     study = optuna.create_study(study_name=name, storage=st, direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+                                sampler=optuna.samplers.RandomSampler(seed=0), pruner=pruner)
     value = max(curve)
+
+    def set_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:
+        if mode == "plain":
+            for key, v in values.items():
+                trial.set_user_attr(key, v)
+        else:
+            storage_pkg.set_user_attrs(trial, values)
 
     def objective(trial: optuna.Trial) -> float:
         space.sample(trial)
-        trial.set_user_attr("config", config_attr)
-        trial.set_user_attr("worker", f"bench:{os.getpid()}")
+        set_attrs(trial, {"config": config_attr, "worker": f"bench:{os.getpid()}"})
         for epoch, v in enumerate(curve):
+            clock.now += epoch_seconds
             trial.report(v, epoch)
             trial.should_prune()
-        for key, v in attrs.items():
-            trial.set_user_attr(key, v)
+        set_attrs(trial, attrs)
         return value
 
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
         with storage_pkg.budget_lock(url, name):
-            count_states(study)
-            counted_failures(study)
+            trials = study.get_trials(deepcopy=False)  # one read, as the worker loop does
+            count_states(study, trials)
+            counted_failures(study, trials)
             study.optimize(objective, n_trials=1, gc_after_trial=False)
         times.append(time.perf_counter() - t0)
+    states = {t.state for t in study.trials}
+    assert states == {optuna.trial.TrialState.COMPLETE}, states
+    assert all(len(t.intermediate_values) == len(curve) and len(t.user_attrs) == len(attrs) + 2
+               for t in study.trials), "a trial lost reports or attributes"
     if url != "memory":
         optuna.delete_study(study_name=name, storage=st)
-    return {"backend": storage_pkg.backend_of(url), "ms": 1000 * statistics.fmean(times),
-            "ms_median": 1000 * statistics.median(times), "n": n}
+    return {"backend": storage_pkg.backend_of(url), "mode": mode,
+            "ms": 1000 * statistics.fmean(times), "ms_median": 1000 * statistics.median(times),
+            "n": n}
+
+
+def storage_table(urls: list[str], n: int, epochs: int, trial_s: float | None,
+                  epoch_seconds: float | None = None) -> None:
+    """Print the storage work per trial of losstune's storage next to plain Optuna's."""
+    config_attr, attrs, curve, space, measured = real_trial_record(epochs)
+    epoch_seconds = epoch_seconds or measured
+    costs = []
+    for u in urls:
+        for mode in ("plain", "losstune"):
+            if u == "memory" and mode == "plain":
+                continue
+            costs.append(storage_cost(u, n, config_attr, attrs, curve, space,
+                                      epoch_seconds=epoch_seconds, mode=mode))
+    mem = costs[0]["ms"]
+    plain = {c["backend"]: c["ms"] for c in costs if c["mode"] == "plain"}
+    print(f"\nstorage work per trial ({len(attrs) + 2} user attributes, {len(curve)} reports of "
+          f"{epoch_seconds:.3f} s epochs; no training; {n} trials each)")
+    print(f"{'storage':<11} {'mode':<9} {'ms/trial':>9} {'median':>7} {'vs memory':>9} "
+          f"{'vs plain':>8}" + (f" {'% of a trial':>12}" if trial_s else ""))
+    for c in costs:
+        ratio = plain.get(c["backend"], c["ms"]) / c["ms"]
+        print(f"{c['backend']:<11} {c['mode']:<9} {c['ms']:>9.1f} {c['ms_median']:>7.1f} "
+              f"{c['ms'] / mem:>8.1f}x {ratio:>7.1f}x"
+              + (f" {100 * c['ms'] / 1000 / trial_s:>11.1f}%" if trial_s else ""))
 
 
 def main() -> None:
@@ -169,13 +243,16 @@ def main() -> None:
                         help="storage URL of the launcher runs (default: --postgres)")
     parser.add_argument("--storage-trials", type=int, default=40)
     parser.add_argument("--skip-tune", action="store_true")
+    parser.add_argument("--storage-only", action="store_true",
+                        help="only the storage table (no Ray launcher runs)")
+    parser.add_argument("--epoch-seconds", type=float, default=None,
+                        help="epoch time replayed in the storage table (default: the recorded "
+                             "trial's; a busy machine trains slower)")
     args = parser.parse_args()
 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    import ray
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cores = os.cpu_count() or 1
     print(f"machine: {cores} CPU cores; load average before: "
@@ -183,6 +260,17 @@ def main() -> None:
     print(f"quickstart objective: R8, MiniLM features (cache {os.environ.get('LOSSTUNE_CACHE')}),"
           f" linear head, CE, {args.epochs} epochs, batch 64, 1 torch thread per worker,"
           " no pruning")
+    rows = [] if args.storage_only else launcher_rows(args, cores)
+    with tempfile.TemporaryDirectory(prefix="ltbench-") as d:
+        storage_table(["memory", f"sqlite:///{Path(d) / 'bench.db'}", args.postgres],
+                      args.storage_trials, args.epochs, rows[0]["trial_s"] if rows else None,
+                      args.epoch_seconds)
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def launcher_rows(args: argparse.Namespace, cores: int) -> list[dict[str, Any]]:
+    """Run the launchers and print their table."""
+    import ray
 
     with tempfile.TemporaryDirectory(prefix="ltbench-", dir="/tmp") as temp_dir:
         url = args.launcher_storage or args.postgres
@@ -210,22 +298,7 @@ def main() -> None:
         print(f"{r['label']:<10} {r['workers']:>7} {r['trials']:>6} {r['wall_s']:>7.1f} "
               f"{r['window_s']:>8.1f} {r['per_min']:>10.1f} {r['per_min'] / base:>8.2f}x "
               f"{r['trial_s']:>7.2f} {r['train_s']:>7.2f}")
-
-    config_attr, attrs, curve, space = real_trial_record(args.epochs)
-    with tempfile.TemporaryDirectory(prefix="ltbench-") as d:
-        urls = ["memory", f"sqlite:///{Path(d) / 'bench.db'}", args.postgres]
-        costs = [storage_cost(u, args.storage_trials, config_attr, attrs, curve, space)
-                 for u in urls]
-    mem = costs[0]["ms"]
-    print(f"\nstorage work per trial ({len(attrs) + 2} user attributes, {len(curve)} reports; "
-          f"no training; {args.storage_trials} trials each)")
-    print(f"{'storage':<11} {'ms/trial':>9} {'median':>7} {'vs memory':>9} "
-          f"{'% of a trial':>12}")
-    trial_s = rows[0]["trial_s"]
-    for c in costs:
-        print(f"{c['backend']:<11} {c['ms']:>9.1f} {c['ms_median']:>7.1f} "
-              f"{c['ms'] / mem:>8.1f}x {100 * c['ms'] / 1000 / trial_s:>11.1f}%")
-    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -83,6 +83,11 @@ class AbortableReporter(Reporter):
         return self.inner.should_prune() if self.inner is not None else False
 
 
+def _set_each(trial: optuna.Trial, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
 class Objective:
     """``objective(trial)``: sample, train with per-epoch pruning, store attributes, return.
 
@@ -104,12 +109,15 @@ class Objective:
         multi_objective: bool = False,
         scrub: Callable[[str], str] | None = None,
         abort: Callable[[], bool] | None = None,
+        set_attrs: Callable[[optuna.Trial, Mapping[str, Any]], None] | None = None,
     ) -> None:
         self.space = space
         self.template = dict(template)
         self.multi_objective = multi_objective
         self.scrub = scrub or (lambda text: text)
         self.abort = abort
+        # several attributes at once: the runner passes one that writes them in one transaction
+        self.set_attrs = set_attrs or _set_each
 
     def config_for(self, trial: optuna.Trial) -> TrialConfig:
         """Sample the trial's parameters and build its plain config (threads made explicit:
@@ -125,15 +133,14 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         try:
             config = self.config_for(trial)
-            trial.set_user_attr(CONFIG, config_attribute(config))
-            trial.set_user_attr(WORKER, f"{socket.gethostname()}:{os.getpid()}")
+            self.set_attrs(trial, {CONFIG: config_attribute(config),
+                                   WORKER: f"{socket.gethostname()}:{os.getpid()}"})
             reporter: Reporter | None = None if self.multi_objective else OptunaReporter(trial)
             if self.abort is not None:
                 reporter = AbortableReporter(reporter, self.abort)
             result = run_trial(config, reporter=reporter)
         except TrialPrunedSignal as signal:
-            for key, value in result_attributes(signal.result).items():
-                trial.set_user_attr(key, value)
+            self.set_attrs(trial, result_attributes(signal.result))
             raise optuna.TrialPruned(f"pruned at epoch {signal.epoch}") from None
         except NonFiniteLossError as exc:
             trial.set_user_attr(FAIL_REASON, self.scrub(str(exc)))
@@ -144,8 +151,7 @@ class Objective:
         except KeyboardInterrupt:  # a second Ctrl-C: Optuna fails the trial; say why
             trial.set_user_attr(FAIL_REASON, INTERRUPTED_REASON)
             raise
-        for key, value in result_attributes(result).items():
-            trial.set_user_attr(key, value)
+        self.set_attrs(trial, result_attributes(result))
         if self.multi_objective:
             return [float(v) for v in result.values]
         return float(result.value)

@@ -90,6 +90,18 @@ def run_suite(path: str | Path, *, storage: str | None = None, quick: bool = Fal
                       only=only, console=console, progress=progress, command=command)
 
 
+def serve_storage_proxy(storage: str | None = None, *, host: str = "127.0.0.1",
+                        port: int = 13000, threads: int | None = None,
+                        pool_size: int | None = None, ready: Any = None) -> None:
+    """Serve the storage to workers through a gRPC proxy (``losstune storage-proxy``; blocks):
+    workers use ``grpc://HOST:PORT`` as their storage URL. See :mod:`losstune.storage.proxy`."""
+    from losstune.storage import proxy
+
+    proxy.serve(resolve_url(storage), host=host, port=port,
+                threads=threads or proxy.DEFAULT_THREADS,
+                pool_size=pool_size or proxy.DEFAULT_POOL_SIZE, ready=ready)
+
+
 # ---------------------------------------------------------------------- reading studies
 @dataclass
 class StudyRow:

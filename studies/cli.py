@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from losstune.objectives.attributes import TrialRecord
 
 STORAGE_HELP = ("Storage URL (sqlite:///FILE.db, postgresql://USER@HOST/DB, "
-                "mysql+pymysql://USER@HOST/DB). Default: $LOSSTUNE_STORAGE, else "
+                "mysql+pymysql://USER@HOST/DB, grpc://HOST:PORT of `losstune storage-proxy`). "
+                "Default: $LOSSTUNE_STORAGE, else "
                 "sqlite:///losstune.db in the working directory.")
 
 
@@ -177,9 +178,12 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
     )
     if "interrupted" in summary.stopped_reason:
         console.print("The study is consistent; run the same command again to resume it.")
-    storage_flag = f" --storage '{summary.storage}'" if storage else ""
+    from losstune.storage import follow_up_hint, resolve_storage_url
+
+    url = resolve_storage_url(storage, spec.storage)  # what the run used, for all that follows
+    storage_flag, note = follow_up_hint(url)
     try:
-        shown = api.show_study(spec.name, storage)
+        shown = api.show_study(spec.name, url)
     except Exception:  # noqa: BLE001
         shown = None
     if shown and shown.chosen:
@@ -187,17 +191,18 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
     elif shown and shown.pareto:
         console.print(f"Pareto front: {len(shown.pareto)} trial(s) "
                       f"{[r.number for r in shown.pareto]}")
-    console.print("\nNext:")
-    console.print(f"  losstune show {spec.name}{storage_flag}")
-    console.print(f"  losstune dashboard{storage_flag}")
+    console.print("\nNext:" + (f" ({note})" if note else ""), markup=False)
+    console.print(f"  losstune show {spec.name}{storage_flag}", markup=False)
+    console.print(f"  losstune dashboard{storage_flag}", markup=False)
     if shown and shown.pareto and not shown.chosen:
-        console.print(f"  losstune export {spec.name} --pareto -o pareto/{storage_flag}")
+        console.print(f"  losstune export {spec.name} --pareto -o pareto/{storage_flag}",
+                      markup=False)
     else:
-        console.print(f"  losstune export {spec.name} -o best.yaml{storage_flag}")
+        console.print(f"  losstune export {spec.name} -o best.yaml{storage_flag}", markup=False)
     console.print("  losstune train best.yaml")
     if summary.stopped_reason.startswith("max_failures"):
         raise UserError(f"study stopped: {summary.stopped_reason}; see `losstune show "
-                        f"{spec.name}` for the failure reasons")
+                        f"{spec.name}{storage_flag}` for the failure reasons")
 
 
 # ---------------------------------------------------------------------- suite
@@ -631,6 +636,44 @@ def dashboard(storage: str | None, host: str, port: int) -> None:
                    "the studies (optuna-dashboard has no login)", err=True)
     click.echo(f"optuna-dashboard for {mask_url(url)} at http://{host}:{port}/ (Ctrl-C stops)")
     api.serve_dashboard(storage, host=host, port=port)
+
+
+@cli.command("storage-proxy")
+@click.option("--storage", default=None, help=STORAGE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; anything but 127.0.0.1 lets others read and write the "
+                   "studies (the proxy has no login).")
+@click.option("--port", type=click.IntRange(0, 65535), default=13000, show_default=True,
+              help="Port to listen on (0: a free port, printed).")
+@click.option("--threads", type=click.IntRange(min=8), default=128, show_default=True,
+              help="gRPC threads; keep it above the number of workers (each worker waiting "
+                   "for the budget lock occupies one).")
+@click.option("--pool-size", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Database connections the proxy holds.")
+@handle_errors
+def storage_proxy(storage: str | None, host: str, port: int, threads: int,
+                  pool_size: int) -> None:
+    """Serve the storage to many workers through one gRPC proxy: workers run with
+    `--storage grpc://HOST:PORT` and need no database access."""
+    import socket
+
+    from losstune.storage import mask_url, resolve_storage_url
+    from losstune.studies import api
+
+    url = resolve_storage_url(storage)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: binding to {host}: anyone who can reach this port can read and "
+                   "change the studies (the proxy has no login; keep it on a private network)",
+                   err=True)
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+
+    def ready(bound: int) -> None:
+        click.echo(f"storage proxy for {mask_url(url)} at grpc://{shown}:{bound} ({threads} "
+                   f"threads, {pool_size} database connections); workers use --storage "
+                   f"grpc://{shown}:{bound} (Ctrl-C stops)")
+
+    api.serve_storage_proxy(storage, host=host, port=port, threads=threads,
+                            pool_size=pool_size, ready=ready)
 
 
 # ---------------------------------------------------------------------- study files

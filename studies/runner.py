@@ -1,6 +1,6 @@
 """Create or resume a study and run its trials against the shared budget.
 
-The budget (conventions §1): ``n_trials`` is the number of finished (COMPLETE + PRUNED) trials the
+The budget: ``n_trials`` is the number of finished (COMPLETE + PRUNED) trials the
 study should hold. A worker starts a trial only while ``finished + running < n_trials``, checked
 and claimed under :func:`losstune.storage.budget_lock`, so any number of workers finish exactly
 ``n_trials``. FAIL trials do not count; the study stops after ``max_failures`` failed trials.
@@ -38,7 +38,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class StudyMismatchError(LosstuneError, ValueError):
-    """The study file no longer matches the stored study (conventions §4)."""
+    """The study file no longer matches the stored study."""
 
 
 @dataclass
@@ -91,7 +91,17 @@ def open_storage(url: str, spec: StudySpec | None = None) -> Any:
 
 def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.Study, bool]:
     """Create the study (and enqueue its baseline trials) or load it, checking that the stored
-    search space matches the file's. Returns ``(study, created)``."""
+    search space matches the file's. Returns ``(study, created)``.
+
+    Runs under the study's ``create`` lock (:func:`losstune.storage.study_lock`): of several
+    runs started together, one creates the study with all its attributes while the others wait,
+    then load it and check their space against the stored one.
+    """
+    with storage_pkg.study_lock(url, spec.name, "create"):
+        return _create_or_load(spec, study_text, url)
+
+
+def _create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.Study, bool]:
     from losstune.studies.optuna_parts import make_pruner, make_sampler
 
     space = spec.compile_space()
@@ -115,9 +125,10 @@ def create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.S
     )
     with storage_pkg.quiet_experimental():
         study.set_metric_names(spec.metric_names)
-    study.set_user_attr("study_file", scrub_text(study_text, url, spec.storage))
+    # the fingerprint first: a study without one is accepted by any space (old studies)
     study.set_user_attr("space_fingerprint", space.fingerprint())
     study.set_user_attr("trial_template", comparable_template(spec))
+    study.set_user_attr("study_file", scrub_text(study_text, url, spec.storage))
     study.set_user_attr("space", space.describe())
     study.set_user_attr("losstune_version", losstune_version())
     study.set_user_attr("n_trials", spec.n_trials)
@@ -181,13 +192,32 @@ def baseline_trials(spec: StudySpec, space: Any) -> list[dict[str, Any]]:
     return out
 
 
+#: Fixed training settings that do not change what a trial's value means: left out of the
+#: resume check (a study may be resumed on another device, with more threads, other seeds or
+#: without a progress display).
+NEUTRAL_TRAIN_SETTINGS = frozenset({"seed", "device", "threads", "progress"})
+
+
 def comparable_template(spec: StudySpec) -> dict[str, Any]:
     """What makes trial values of a study comparable besides the search space: data, encoder,
-    head settings and evaluation (metric, prediction rule). Training settings that do not
-    change what a value means (threads, device, seed) are left out."""
+    head settings, evaluation (metric, prediction rule) and every fixed training setting that
+    changes results (optimizer, patience, grad_clip, ...). Training settings that do not change
+    what a value means (:data:`NEUTRAL_TRAIN_SETTINGS`) are left out."""
     template = spec.template()
-    return json.loads(json.dumps({k: template[k] for k in ("data", "encoder", "model", "eval")},
-                                 sort_keys=True, default=str))
+    out = {k: template[k] for k in ("data", "encoder", "model", "eval")}
+    out["train"] = {k: v for k, v in template["train"].items()
+                    if k not in NEUTRAL_TRAIN_SETTINGS}
+    return json.loads(json.dumps(out, sort_keys=True, default=str))
+
+
+def _comparable_part(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` restricted to what a stored template records: a template written by an older
+    losstune (without ``train``, or without a newer training setting) compares only the keys
+    it has, so its study still resumes."""
+    out = {k: new.get(k) for k in stored}
+    if isinstance(stored.get("train"), dict) and isinstance(new.get("train"), dict):
+        out["train"] = {k: new["train"].get(k) for k in stored["train"]}
+    return out
 
 
 def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
@@ -209,10 +239,13 @@ def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
             )
         old = study.user_attrs.get("trial_template")
         new = comparable_template(spec)
+        if isinstance(old, dict):
+            new = _comparable_part(old, new)
         if old is not None and old != new:
             changed = _changed_keys(old, new)
             raise StudyMismatchError(
-                f"the data, encoder, model or evaluation of study file {spec.name!r} changed "
+                f"the data, encoder, model, training or evaluation settings of study file "
+                f"{spec.name!r} changed "
                 f"since the study was created ({', '.join(changed)}); its trials would not be "
                 f"comparable. Revert the study file, or start a new study: set "
                 f"`name: {_next_name(spec.name)}`."
@@ -243,18 +276,21 @@ def _next_name(name: str) -> str:
     return f"{m.group(1)}_v{int(m.group(2)) + 1}" if m else f"{name}_v2"
 
 
-def count_states(study: optuna.Study) -> dict[TrialState, int]:
+def count_states(study: optuna.Study,
+                 trials: list[optuna.trial.FrozenTrial] | None = None) -> dict[TrialState, int]:
+    """Trials per state (of ``trials`` when given, else read from the study)."""
     counts = dict.fromkeys(TrialState, 0)
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         counts[t.state] += 1
     return counts
 
 
-def counted_failures(study: optuna.Study) -> int:
+def counted_failures(study: optuna.Study,
+                     trials: list[optuna.trial.FrozenTrial] | None = None) -> int:
     """FAIL trials that count against ``max_failures``: those whose own run failed (an exception
     or a NaN), not trials of dead workers, which are retried (``stale_reason`` set by losstune,
     or referenced as ``failed_trial`` by a retry that Optuna's heartbeat check queued)."""
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
     retried = {t.system_attrs.get("failed_trial") for t in trials}
     return sum(
         1 for t in trials
@@ -274,7 +310,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def fail_stale_trials(study: optuna.Study, grace_period: int) -> list[int]:
-    """Fail RUNNING trials left by dead runs and queue their retries (conventions §1).
+    """Fail RUNNING trials left by dead runs and queue their retries.
 
     A RUNNING trial is stale when its worker ran on this host and its process is gone, or when
     it has not been heartbeating (Optuna's own check), or when it has no heartbeat at all and
@@ -352,25 +388,53 @@ def tune_owner(trial: optuna.trial.FrozenTrial) -> tuple[str, int] | None:
 
 def _heartbeat_trial_ids(storage: Any, study: optuna.Study) -> set[int] | None:
     """IDs of trials that have a heartbeat row (None when the storage has no heartbeats)."""
-    try:
-        from optuna.storages._rdb import models
-    except ImportError:  # pragma: no cover
-        return None
-    if not hasattr(storage, "scoped_session"):
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDB storages in a cache
+    reader = getattr(backend, "heartbeat_trial_ids", None)
+    if reader is None:
         return None
     try:
-        with storage.scoped_session() as session:
-            rows = (
-                session.query(models.TrialHeartbeatModel.trial_id)
-                .join(models.TrialModel,
-                      models.TrialModel.trial_id == models.TrialHeartbeatModel.trial_id)
-                .filter(models.TrialModel.study_id == study._study_id)
-                .all()
-            )
-        return {r[0] for r in rows}
-    except Exception:  # noqa: BLE001 - private API moved: rely on Optuna's own check only
+        return set(reader(study._study_id))
+    except Exception:  # noqa: BLE001 - rely on Optuna's own check only
         logger.debug("could not read heartbeats", exc_info=True)
         return None
+
+
+#: Seconds between two consultations of the study's pruner within one trial: trials whose
+#: epochs are shorter ask it at most this often (each question reads the study's running trials
+#: from storage); epochs longer than this are all checked.
+PRUNE_CHECK_INTERVAL = 1.0
+
+
+class PacedPruner(optuna.pruners.BasePruner):
+    """Asks ``pruner`` about a trial at most once per ``interval`` seconds (the first report
+    always), and answers "continue" in between.
+
+    The wrapped pruner decides exactly as before at the steps it is asked; only how often it is
+    asked changes, and only for epochs shorter than ``interval``.
+    """
+
+    def __init__(self, pruner: optuna.pruners.BasePruner, *,
+                 interval: float = PRUNE_CHECK_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.pruner = pruner
+        self.interval = interval
+        self.clock = clock
+        self._last: tuple[int, float] | None = None  # (trial number, when asked)
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        now = self.clock()
+        if self._last is not None and self._last[0] == trial.number \
+                and now - self._last[1] < self.interval:
+            return False
+        self._last = (trial.number, now)
+        return self.pruner.prune(study, trial)
+
+
+def paced(pruner: optuna.pruners.BasePruner) -> optuna.pruners.BasePruner:
+    """``pruner`` paced by :class:`PacedPruner` (not the no-op pruner: it reads nothing)."""
+    if isinstance(pruner, optuna.pruners.NopPruner) or PRUNE_CHECK_INTERVAL <= 0:
+        return pruner
+    return PacedPruner(pruner)
 
 
 class StopFlag:
@@ -456,11 +520,32 @@ def run_worker(
     study.sampler = make_sampler(spec.sampler.name, spec.sampler.args,
                                  sampler_seed(spec.seed, started_trials(study), worker_index),
                                  multi=spec.is_multi_objective)
-    study.pruner = make_pruner(spec.pruner.name, spec.pruner.args)
+    study.pruner = paced(make_pruner(spec.pruner.name, spec.pruner.args))
     objective = Objective(spec.compile_space(), spec.template(),
                           multi_objective=spec.is_multi_objective,
                           scrub=lambda text: scrub_text(text, url),
-                          abort=lambda: stop.aborted)
+                          abort=lambda: stop.aborted,
+                          set_attrs=storage_pkg.set_user_attrs)
+    return worker_loop(study, url, objective, n_trials=n_trials,
+                       max_failures=spec.max_failures, stop=stop, deadline=deadline,
+                       on_trial_end=on_trial_end, wait_running=wait_running)
+
+
+def worker_loop(
+    study: optuna.Study,
+    url: str,
+    objective: Callable[[optuna.Trial], Any],
+    *,
+    n_trials: int,
+    max_failures: int,
+    stop: StopFlag | None = None,
+    deadline: float | None = None,
+    on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    wait_running: bool = False,
+) -> dict[str, Any]:
+    """The budget loop of :func:`run_worker` for any objective: claim a trial under the study's
+    budget lock while ``finished + running < n_trials``, run it, repeat."""
+    stop = StopFlag() if stop is None else stop
     started = 0
     reason = "budget reached"
     failures_before = counted_failures(study)  # max_failures counts this run's failures
@@ -471,11 +556,12 @@ def run_worker(
         if deadline is not None and time.time() >= deadline:
             reason = "timeout reached"
             break
-        if counted_failures(study) - failures_before >= spec.max_failures:
-            reason = f"max_failures ({spec.max_failures}) failed trials reached"
-            break
-        with _Claim(url, spec.name) as claim:
-            counts = count_states(study)
+        with _Claim(url, study.study_name) as claim:
+            trials = study.get_trials(deepcopy=False)  # one read for both checks
+            if counted_failures(study, trials) - failures_before >= max_failures:
+                reason = f"max_failures ({max_failures}) failed trials reached"
+                break
+            counts = count_states(study, trials)
             claimed = (counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
                        + counts[TrialState.RUNNING])
             if claimed >= n_trials:

@@ -197,9 +197,8 @@ class StudySearch(OptunaSearch):
 
     def _record(self, trial_id: str, result: dict[str, Any] | None, error: bool) -> None:
         ot_trial = self._ot_trials[trial_id]
-        if result and result.get(ATTRS_KEY):
-            for key, value in json.loads(result[ATTRS_KEY]).items():
-                ot_trial.set_user_attr(key, value)
+        if result and result.get(ATTRS_KEY):  # one transaction
+            storage_pkg.set_user_attrs(ot_trial, json.loads(result[ATTRS_KEY]))
         if error:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         elif not result:
@@ -255,10 +254,9 @@ def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) ->
     names = spec.metric_names
     try:  # every failure (config included) records why: max_failures counts these
         trial_config = space.to_config(values, template)
-        storage.set_trial_user_attr(trial_id, attrs_schema.CONFIG,
-                                    config_attribute(trial_config))
-        storage.set_trial_user_attr(trial_id, attrs_schema.WORKER,
-                                    f"{socket.gethostname()}:{os.getpid()}")
+        storage.set_trial_user_attrs(trial_id, {  # one transaction (losstune's storages)
+            attrs_schema.CONFIG: config_attribute(trial_config),
+            attrs_schema.WORKER: f"{socket.gethostname()}:{os.getpid()}"})
         reporter = None if spec.is_multi_objective else TuneReporter(names[0])
         result = run_trial(trial_config, reporter=reporter)
     except Exception as exc:

@@ -79,3 +79,29 @@ def pg_url() -> str:
 @pytest.fixture
 def mysql_url() -> str:
     return require_mysql()
+
+
+@contextmanager
+def fresh_database(kind: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL (``kind="postgres"``) or MariaDB (``"mysql"``)
+    server, dropped on exit; yields its URL."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    from losstune.storage import close_storage
+
+    base = require_postgres() if kind == "postgres" else require_mysql()
+    name = unique_name("ltdb")
+    admin = sqlalchemy.create_engine(base, isolation_level="AUTOCOMMIT",
+                                     poolclass=sqlalchemy.pool.NullPool)
+    with admin.connect() as con:
+        con.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        close_storage(url)
+        with admin.connect() as con:
+            force = " WITH (FORCE)" if kind == "postgres" else ""
+            con.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        admin.dispose()

@@ -3,6 +3,7 @@ real study on each server (unique names, deleted afterwards)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -39,13 +40,14 @@ BACKENDS = [
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
-def test_rdb_storage_has_pre_ping_heartbeat_grace_and_retry_callback(kind: str,
-                                                                     sqlite_url: str) -> None:
+def test_rdb_storage_has_liveness_check_heartbeat_grace_and_retry_callback(
+        kind: str, sqlite_url: str) -> None:
     url = _url(kind, sqlite_url)
     settings = storage_pkg.StorageSettings(heartbeat_interval=7, grace_period=30, max_retry=2)
     st = storage_pkg.get_storage(url, settings)
     assert isinstance(st, RDBStorage)
-    assert st.engine.pool._pre_ping is True
+    # SQLite: pre-ping; servers: a ping after an idle second (see the next test)
+    assert st.engine.pool._pre_ping is (kind == "sqlite")
     assert st.heartbeat_interval == 7 and st.grace_period == 30
     callback = st.get_heartbeat_stale_trial_callback()
     assert isinstance(callback, RetryHeartbeatStaleTrialCallback)
@@ -56,6 +58,38 @@ def test_rdb_storage_has_pre_ping_heartbeat_grace_and_retry_callback(kind: str,
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
         assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert name not in {s.study_name for s in optuna.get_all_study_summaries(st)}
+
+
+@pytest.mark.parametrize("kind", BACKENDS[1:])
+def test_a_connection_the_server_dropped_is_replaced(kind: str, sqlite_url: str) -> None:
+    from losstune.storage.rdb import PING_AFTER_IDLE
+
+    url = _url(kind, sqlite_url)
+    storage_pkg.close_storage(url)
+    st = storage_pkg.get_storage(url)
+    st.get_all_studies()  # a pooled connection now exists
+    with st.engine.connect() as con:  # the server drops every pooled connection of ours
+        if kind == "postgres":
+            mine = con.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+            con.execute(sqlalchemy.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                "application_name = :app AND pid <> :mine"),
+                {"app": f"losstune:{__import__('os').getpid()}", "mine": mine})
+        else:
+            mine = con.execute(sqlalchemy.text("SELECT CONNECTION_ID()")).scalar()
+            others = con.execute(sqlalchemy.text(
+                "SELECT id FROM information_schema.processlist WHERE user = CURRENT_USER() "
+                "AND db = DATABASE() AND id <> :mine"), {"mine": mine}).scalars().all()
+            for pid in others:
+                with contextlib.suppress(Exception):
+                    con.execute(sqlalchemy.text(f"KILL {int(pid)}"))
+        con.invalidate()  # and this one
+    time.sleep(PING_AFTER_IDLE + 0.3)
+    name = unique_name()
+    with study_cleanup(name, url):  # works on fresh connections, without an error
+        optuna.create_study(study_name=name, storage=st).optimize(
+            lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    storage_pkg.close_storage(url)
 
 
 def test_sqlite_uses_wal_and_a_busy_timeout(sqlite_url: str) -> None:

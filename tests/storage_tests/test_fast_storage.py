@@ -1,0 +1,230 @@
+"""What makes a trial's storage work cheap, and what it keeps: attributes in one transaction,
+reports buffered for at most ``report_interval`` seconds (written before the trial ends, and
+never more lost by a killed worker), cheap commit settings, the paced pruner, the explicit
+connection pool."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+import losstune.storage as storage_pkg
+from losstune.studies.runner import PacedPruner, paced
+from tests.storage_tests.servers import require_postgres, study_cleanup, unique_name
+from tests.studies_tests.ray_helpers import REPO, subprocess_env
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _reader(url: str) -> RDBStorage:
+    """A plain Optuna storage with its own engine: sees only what was committed."""
+    return RDBStorage(url)
+
+
+def test_many_attributes_are_one_transaction(sqlite_url: str) -> None:
+    storage = storage_pkg.get_storage(sqlite_url)
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    commits: list[int] = []
+    sqlalchemy.event.listen(storage.engine, "commit", lambda con: commits.append(1))
+    attrs = {f"metric.val.m{i}": i / 10 for i in range(25)} | {"curve.x": [0.1, 0.2]}
+    storage_pkg.set_user_attrs(trial, attrs)
+    assert len(commits) == 1
+    assert trial.user_attrs == attrs  # the trial object sees them too
+    stored = _reader(sqlite_url).get_trial(trial._trial_id).user_attrs
+    assert stored == attrs
+
+
+def test_reports_are_buffered_then_written_before_the_trial_ends(sqlite_url: str) -> None:
+    settings = storage_pkg.StorageSettings(report_interval=0.5)
+    storage_pkg.close_storage(sqlite_url)
+    storage = storage_pkg.get_storage(sqlite_url, settings)
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    reader = _reader(sqlite_url)
+    for step in range(3):
+        trial.report(step / 10, step)
+    assert reader.get_trial(trial._trial_id).intermediate_values == {}  # not yet written
+    assert study.trials[0].intermediate_values == {0: 0.0, 1: 0.1, 2: 0.2}  # this process
+    time.sleep(0.6)
+    trial.report(0.3, 3)  # the interval has passed: everything so far in one transaction
+    assert reader.get_trial(trial._trial_id).intermediate_values == {0: 0.0, 1: 0.1, 2: 0.2,
+                                                                     3: 0.3}
+    trial.report(0.4, 4)
+    study.tell(trial, 0.4)
+    final = reader.get_trial(trial._trial_id)
+    assert final.state == TrialState.COMPLETE and len(final.intermediate_values) == 5
+    storage_pkg.close_storage(sqlite_url)
+
+
+REPORTER = """
+import sys, time
+import optuna
+import losstune.storage as storage_pkg
+url = sys.argv[1]
+storage = storage_pkg.get_storage(url, storage_pkg.StorageSettings(report_interval=0.5))
+study = optuna.create_study(study_name="killed", storage=storage)
+trial = study.ask()
+for step in range(10_000):
+    trial.report(float(step), step)
+    print(step, flush=True)
+    time.sleep(0.05)
+"""
+
+
+def test_a_killed_worker_loses_at_most_report_interval_of_reports(sqlite_url: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", REPORTER, sqlite_url], cwd=REPO,
+                            env=subprocess_env(), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    last = -1
+    while last < 40:  # about 2 s of reports
+        last = int(proc.stdout.readline())
+    proc.kill()
+    proc.wait(timeout=30)
+    trial = optuna.load_study(study_name="killed", storage=_reader(sqlite_url)).trials[0]
+    assert trial.state == TrialState.RUNNING
+    stored = sorted(trial.intermediate_values)
+    assert stored == list(range(len(stored)))  # a prefix, none lost in between
+    # reports come every 0.05 s and are written every 0.5 s: at most ~10 (+ 1 in flight) lost
+    assert last - stored[-1] <= 12, (last, stored[-1])
+
+
+def test_sqlite_commits_use_synchronous_normal_unless_durable(sqlite_url: str) -> None:
+    storage_pkg.close_storage(sqlite_url)
+    storage = storage_pkg.get_storage(sqlite_url)
+    with storage.engine.connect() as con:
+        assert con.execute(sqlalchemy.text("PRAGMA synchronous")).scalar() == 1  # NORMAL
+    storage_pkg.close_storage(sqlite_url)
+    storage = storage_pkg.get_storage(sqlite_url,
+                                      storage_pkg.StorageSettings(durable_commits=True))
+    with storage.engine.connect() as con:
+        assert con.execute(sqlalchemy.text("PRAGMA synchronous")).scalar() == 2  # FULL
+    storage_pkg.close_storage(sqlite_url)
+
+
+@pytest.mark.postgres
+def test_postgresql_sessions_commit_asynchronously_with_a_fixed_pool() -> None:
+    url = require_postgres()
+    storage_pkg.close_storage(url)
+    storage = storage_pkg.get_storage(url)
+    assert storage.engine.pool.size() == storage_pkg.POOL_SIZE
+    assert storage.engine.pool._max_overflow == 0
+    with storage.engine.connect() as con:
+        assert con.execute(sqlalchemy.text("SHOW synchronous_commit")).scalar() == "off"
+    assert storage_pkg.get_storage(url).engine is storage.engine  # one pool per process
+    storage_pkg.close_storage(url)
+    durable = storage_pkg.get_storage(url, storage_pkg.StorageSettings(durable_commits=True))
+    with durable.engine.connect() as con:
+        assert con.execute(sqlalchemy.text("SHOW synchronous_commit")).scalar() == "on"
+    storage_pkg.close_storage(url)
+    name = unique_name()
+    with study_cleanup(name, url):  # and a trial's attributes and reports arrive intact
+        study = optuna.create_study(study_name=name, storage=storage_pkg.get_storage(url))
+        trial = study.ask()
+        storage_pkg.set_user_attrs(trial, {"a": 1, "b": {"c": [1, 2]}})
+        trial.report(0.5, 0)
+        study.tell(trial, 1.0)
+        stored = _reader(url).get_trial(trial._trial_id)
+        assert stored.user_attrs == {"a": 1, "b": {"c": [1, 2]}}
+        assert stored.intermediate_values == {0: 0.5}
+
+
+class _Counting(optuna.pruners.BasePruner):
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        self.asked.append(trial.last_step)
+        return trial.last_step == 7
+
+
+def test_paced_pruner_asks_at_most_once_per_interval() -> None:
+    now = [0.0]
+    inner = _Counting()
+    pruner = PacedPruner(inner, interval=1.0, clock=lambda: now[0])
+    study = optuna.create_study(pruner=pruner)
+    trial = study.ask()
+    decisions = []
+    for step in range(10):  # epochs of 0.4 s: asked at 0, 1.2, 2.4, 3.6 s -> steps 0, 3, 6, 9
+        now[0] = 0.4 * step
+        trial.report(1.0, step)
+        decisions.append(trial.should_prune())
+    assert inner.asked == [0, 3, 6, 9] and not any(decisions)
+    slow = study.ask()  # epochs longer than the interval: every one is asked, as before
+    inner.asked.clear()
+    for step in range(8):
+        now[0] = 100 + 1.5 * step
+        slow.report(1.0, step)
+        if slow.should_prune():
+            break
+    assert inner.asked == list(range(8)) and step == 7
+    assert isinstance(paced(optuna.pruners.MedianPruner()), PacedPruner)
+    assert isinstance(paced(optuna.pruners.NopPruner()), optuna.pruners.NopPruner)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                  pytest.param("mysql", marks=pytest.mark.mysql)])
+def test_trials_read_back_exactly_as_optuna_reads_them(kind: str, sqlite_url: str) -> None:
+    """losstune's plain-SELECT trial reader builds the same FrozenTrials as Optuna's ORM one,
+    on trials of every state and value kind."""
+    from tests.storage_tests.servers import require_mysql
+
+    url = {"sqlite": lambda: sqlite_url, "postgres": require_postgres,
+           "mysql": require_mysql}[kind]()
+    name = unique_name("read")
+    ours = storage_pkg.get_storage(url, storage_pkg.StorageSettings(report_interval=0))
+    plain = RDBStorage(url)
+    with study_cleanup(name, url):
+        study = optuna.create_study(study_name=name, storage=ours,
+                                    directions=["maximize", "minimize"])
+        for i, (values, state) in enumerate([([1.0, float("inf")], TrialState.COMPLETE),
+                                             ([float("-inf"), -2.5], TrialState.COMPLETE),
+                                             (None, TrialState.FAIL), (None, None)]):
+            trial = study.ask()
+            trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+            trial.suggest_int("epochs", 1, 9, step=2)
+            trial.suggest_categorical("loss.name", ["ce", None, 2.5, True])
+            storage_pkg.set_user_attrs(trial, {"config": {"a": [1, 2, None]}, "n": i})
+            trial.storage.set_trial_system_attr(trial._trial_id, "sys", {"k": i})
+            for step, v in enumerate([0.5, float("nan"), float("inf"), -float("inf")]):
+                trial.storage.set_trial_intermediate_value(trial._trial_id, step, v)
+            if state is not None:
+                study.tell(trial, values, state=state)
+        study.enqueue_trial({"lr": 0.01})  # a WAITING trial with fixed params
+        study_id = study._study_id
+        backend = ours
+        mine = backend._get_trials(study_id, None, set(), -1)
+        theirs = plain._get_trials(study_id, None, set(), -1)
+        assert len(mine) == 5 and [_as_dict(t) for t in mine] == [_as_dict(t) for t in theirs]
+        assert _as_dict(backend.get_trial(mine[3]._trial_id)) == \
+            _as_dict(plain.get_trial(mine[3]._trial_id))
+        some = {mine[1]._trial_id, mine[4]._trial_id}  # what Optuna's cache asks for
+        assert [t.number for t in backend._get_trials(study_id, None, some,
+                                                      mine[2]._trial_id)] == [1, 3, 4]
+        running = backend._get_trials(study_id, (TrialState.RUNNING,), set(), -1)
+        assert [t.number for t in running] == [3]
+        with pytest.raises(KeyError):
+            backend.get_trial(10**9)
+    with pytest.raises(KeyError):
+        backend._get_trials(study_id, None, set(), -1)
+    plain.engine.dispose()
+    storage_pkg.close_storage(url)
+
+
+def _as_dict(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
+    """A FrozenTrial as comparable data (NaN made equal to itself)."""
+    import math
+
+    def same(v: object) -> object:
+        return "nan" if isinstance(v, float) and math.isnan(v) else v
+
+    d = dict(trial.__dict__)
+    d["intermediate_values"] = {k: same(v) for k, v in trial.intermediate_values.items()}
+    return d
