@@ -37,7 +37,18 @@ from optuna.storages import GrpcStorageProxy
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from losstune.storage.rdb import ReportBuffer
+from losstune.storage.base import (
+    StorageError,
+    StorageSettings,
+    _require_grpc,
+    backend_of,
+    mask_url,
+    normalise_url,
+    parse_grpc_url,
+    quiet_experimental,
+)
+from losstune.storage.locks import study_lock as database_study_lock
+from losstune.storage.rdb import ReportBuffer, close_shared, open_rdb
 
 logger = logging.getLogger(__name__)
 
@@ -57,36 +68,6 @@ _KEEPALIVE = [
 ]
 
 
-def _storage_error() -> type[Exception]:
-    from losstune.storage import StorageError
-
-    return StorageError
-
-
-def _require_grpc() -> None:
-    import importlib.util
-
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")  # gRPC core's info lines are noise here
-    if importlib.util.find_spec("grpc") is None:
-        raise _storage_error()(
-            "grpc:// storages and `losstune storage-proxy` need grpcio; install the 'grpc' "
-            "extra: pip install -e '.[grpc]'"
-        )
-
-
-def parse_grpc_url(url: str) -> tuple[str, int]:
-    """``grpc://HOST:PORT`` -> ``(HOST, PORT)`` (checks that grpcio is installed)."""
-    rest = url.split("://", 1)[1].rstrip("/")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
-        raise _storage_error()(
-            f"storage {url!r} is not a proxy URL; use grpc://HOST:PORT (the address of "
-            "`losstune storage-proxy`)"
-        )
-    _require_grpc()
-    return host.strip("[]"), int(port)
-
-
 def _dumps(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
@@ -102,16 +83,14 @@ class Coordination:
     def __init__(self, url: str, rdb: Any, *, hold_slots: int) -> None:
         import sqlalchemy
 
-        import losstune.storage as storage_pkg
-
         self.url = url
         self.rdb = rdb
         # locks held for clients get connections of their own (one per study whose lock is
         # held right now), so that lock holders never wait for the storage pool
         self.lock_engine = None
-        if storage_pkg.backend_of(url) != "sqlite":
+        if backend_of(url) != "sqlite":
             args: dict[str, Any] = {}
-            if storage_pkg.backend_of(url) == "postgresql":
+            if backend_of(url) == "postgresql":
                 args = {"application_name": f"losstune:{os.getpid()}"}
             self.lock_engine = sqlalchemy.create_engine(
                 url, pool_size=1, max_overflow=-1, pool_pre_ping=True, connect_args=args)
@@ -137,8 +116,6 @@ class Coordination:
         })
 
     def info(self, request: Any, context: Any) -> dict[str, Any]:
-        from losstune.storage import mask_url
-
         return {"losstune": True, "storage": mask_url(self.url), "pid": os.getpid()}
 
     def write_trial(self, request: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -170,8 +147,6 @@ class Coordination:
     def hold(self, requests: Iterator[Any], context: Any) -> Iterator[dict[str, Any]]:
         """Take a study lock for the client and hold it until the client releases it (sends
         anything, ends its request stream, or disappears)."""
-        import losstune.storage as storage_pkg
-
         try:
             first = next(requests)
         except Exception:  # noqa: BLE001 - the client went away before asking
@@ -187,7 +162,7 @@ class Coordination:
                 if not context.is_active():
                     return
             try:
-                with storage_pkg.study_lock(self.url, key[0], key[1], engine=self.lock_engine):
+                with database_study_lock(self.url, key[0], key[1], engine=self.lock_engine):
                     if not context.is_active():
                         return
                     yield {"state": "held"}
@@ -210,19 +185,17 @@ def make_server(url: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     from optuna.storages._grpc.auto_generated import api_pb2_grpc
     from optuna.storages._grpc.servicer import OptunaStorageProxyService
 
-    import losstune.storage as storage_pkg
-
-    url = storage_pkg.normalise_url(url)
-    if storage_pkg.backend_of(url) in ("grpc", "memory"):
-        raise storage_pkg.StorageError(
-            f"the storage proxy serves a database; got {storage_pkg.mask_url(url)!r}: use "
+    url = normalise_url(url)
+    if backend_of(url) in ("grpc", "memory"):
+        raise StorageError(
+            f"the storage proxy serves a database; got {mask_url(url)!r}: use "
             "sqlite:///FILE.db, postgresql://... or mysql://..."
         )
     if threads < 8:
-        raise storage_pkg.StorageError(f"`threads >= 8` must hold, but got {threads}")
+        raise StorageError(f"`threads >= 8` must hold, but got {threads}")
     # clients buffer their reports: the proxy writes what it gets at once
-    settings = storage_pkg.StorageSettings(report_interval=0, pool_size=pool_size)
-    rdb = storage_pkg.get_storage(url, settings)
+    settings = StorageSettings(report_interval=0, pool_size=pool_size)
+    rdb = open_rdb(url, settings)
     reserve = max(4, threads // 8)
     server = grpc.server(ThreadPoolExecutor(max_workers=threads,
                                             thread_name_prefix="losstune-proxy"),
@@ -233,7 +206,7 @@ def make_server(url: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
         (Coordination(url, rdb, hold_slots=threads - reserve).handler(),))
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
-        raise storage_pkg.StorageError(f"cannot listen on {host}:{port} (in use?)")
+        raise StorageError(f"cannot listen on {host}:{port} (in use?)")
     server.start()
     return server, bound
 
@@ -262,9 +235,7 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop(grace=2).wait()
-        import losstune.storage as storage_pkg
-
-        storage_pkg.close_storage(url)
+        close_shared(url)
 
 
 # ---------------------------------------------------------------------- client
@@ -318,13 +289,13 @@ class ProxyStorage(ReportBuffer, GrpcStorageProxy, BaseHeartbeat):
             self._calls.info({}, timeout=connect_timeout)
         except ConnectionError:
             self.close()
-            raise _storage_error()(
+            raise StorageError(
                 f"no storage proxy answers at {url} within {connect_timeout:g} s; start one "
                 "with `losstune storage-proxy --storage DATABASE_URL --port PORT`"
             ) from None
         except grpc.RpcError as exc:
             self.close()
-            raise _storage_error()(
+            raise StorageError(
                 f"the server at {url} is not a losstune storage proxy ({exc.code().name}); "
                 "start one with `losstune storage-proxy` (losstune needs its lock service)"
             ) from None
@@ -342,9 +313,7 @@ class ProxyStorage(ReportBuffer, GrpcStorageProxy, BaseHeartbeat):
         self._cache = GrpcClientCache(self._stub)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        from losstune.storage import get_storage
-
-        return (get_storage, (self.url, self.settings))
+        return (open_proxy, (self.url, self.settings))
 
     def _call(self, fn: Any, request: dict[str, Any]) -> Any:
         import grpc
@@ -407,11 +376,9 @@ _clients: dict[tuple[int, str], ProxyStorage] = {}
 
 
 def _client(url: str) -> ProxyStorage:
-    import losstune.storage as storage_pkg
-
     client = _clients.get((os.getpid(), url))
     if client is None:
-        storage_pkg.get_storage(url)
+        open_proxy(url, StorageSettings())
         client = _clients[(os.getpid(), url)]
     return client
 
@@ -449,6 +416,16 @@ def remote_lock(url: str, study_name: str, purpose: str) -> Iterator[None]:
         with contextlib.suppress(Exception):
             for _ in responses:  # until the proxy has released it
                 pass
+
+
+def open_proxy(url: str, settings: StorageSettings) -> ProxyStorage:
+    """A client of the proxy at ``grpc://HOST:PORT`` with ``settings``' heartbeat and retry
+    callback (what :func:`losstune.storage.get_storage` gives for such URLs)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with quiet_experimental():
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)
+        return ProxyStorage(url, settings=settings, heartbeat_stale_trial_callback=callback)
 
 
 def close_channel(url: str) -> None:

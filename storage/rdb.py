@@ -30,14 +30,28 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+
+from losstune.storage.base import (
+    StorageError,
+    StorageSettings,
+    _prepare_sqlite,
+    backend_of,
+    mask_url,
+    password_forms,
+    quiet_experimental,
+    sqlite_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,15 +155,13 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled into another process (Ray, Tune): reopen through get_storage there, which
         # shares that process's engine instead of creating one per unpickled copy
-        from losstune.storage import StorageSettings, get_storage
-
         settings = StorageSettings(
             heartbeat_interval=self.heartbeat_interval or 20,
             grace_period=self.grace_period or 60,
             max_retry=getattr(self.heartbeat_stale_trial_callback, "_max_retry", 3),
             report_interval=self.report_interval,
         )
-        return (get_storage, (self.url, settings))
+        return (open_rdb, (self.url, settings))
 
     def view(self, *, heartbeat_interval: int | None, grace_period: int | None,
              heartbeat_stale_trial_callback: Any,
@@ -490,15 +502,18 @@ def _schema_lock(url: str, backend: str) -> Iterator[None]:
     """Hold a database-wide lock while Optuna creates (or checks) its tables: a file lock
     beside an SQLite file, ``pg_advisory_lock`` / ``GET_LOCK`` on a server."""
     if backend == "sqlite":
-        from losstune.storage import sqlite_path
-
         path = sqlite_path(url)
         if path is None:
             yield
             return
+        import tempfile
+
         from filelock import FileLock
 
-        with FileLock(str(path) + ".schema.lock"):
+        # in the temporary folder, not beside the database: opening a read-only study must
+        # write nothing there
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+        with FileLock(str(Path(tempfile.gettempdir()) / f"losstune-schema-{digest}.lock")):
             yield
         return
     if backend not in ("postgresql", "mysql"):
@@ -538,3 +553,70 @@ def _looks_like_schema_race(exc: BaseException) -> bool:
     text = f"{type(exc).__name__}: {exc}".lower()
     return any(s in text for s in ("already exists", "duplicate key", "uniqueviolation",
                                    "integrityerror", "1050"))
+
+
+# ---------------------------------------------------------------------- one engine per URL
+#: The storage object each process shares per database URL (its engine and pool, its report
+#: buffer); the objects that :func:`open_rdb` hands out are views of it.
+_bases: dict[tuple[int, str], LosstuneRDBStorage] = {}
+_bases_lock = threading.Lock()
+
+
+def shared_storage(url: str, settings: StorageSettings):  # noqa: ANN202
+    """The process's shared storage object for ``url`` (created on first use)."""
+    key = (os.getpid(), url)
+    with _bases_lock:
+        base = _bases.get(key)
+    if base is not None:
+        return base
+    engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
+    if backend_of(url) == "sqlite":
+        _prepare_sqlite(url)
+        engine_kwargs["connect_args"] = {"timeout": settings.sqlite_timeout}
+    else:
+        engine_kwargs.update(pool_size=settings.pool_size, max_overflow=0,
+                             pool_timeout=settings.pool_timeout)
+        if backend_of(url) == "postgresql" and "application_name" not in url:
+            # pg_stat_activity shows which process holds which connection
+            engine_kwargs["connect_args"] = {"application_name": f"losstune:{os.getpid()}"}
+    with quiet_experimental():
+        try:
+            base = LosstuneRDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                report_interval=settings.report_interval,
+                durable_commits=settings.durable_commits,
+                heartbeat_interval=settings.heartbeat_interval,
+                grace_period=settings.grace_period,
+            )
+        except Exception as exc:  # noqa: BLE001 - connection errors carry the password
+            text = str(exc)
+            for form in password_forms(url):  # whole words only: never "***ymysql"
+                text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", "***", text)
+            raise StorageError(
+                f"cannot open storage {mask_url(url)}: {type(exc).__name__}: "
+                f"{text.splitlines()[0] if text else ''}"
+            ) from None
+    with _bases_lock:
+        return _bases.setdefault(key, base)
+
+
+def open_rdb(url: str, settings: StorageSettings) -> LosstuneRDBStorage:
+    """A view of this process's shared storage for the database ``url`` with ``settings``'
+    heartbeat, grace period, retry callback and report interval (``url`` normalised)."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with quiet_experimental():
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=settings.max_retry)
+    return shared_storage(url, settings).view(
+        heartbeat_interval=settings.heartbeat_interval, grace_period=settings.grace_period,
+        heartbeat_stale_trial_callback=callback, report_interval=settings.report_interval)
+
+
+def close_shared(url: str) -> None:
+    """Dispose of this process's engine for ``url`` (the next :func:`open_rdb` reconnects)."""
+    with _bases_lock:
+        base = _bases.pop((os.getpid(), url), None)
+    engine = getattr(base, "engine", None)
+    if engine is not None:
+        engine.dispose()

@@ -43,18 +43,18 @@ def test_study_file_storage_is_used_after_the_run_beside_a_default_db(
     result = CliRunner().invoke(cli, ["run", "study.yaml", "--no-progress"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    mine = api.show_study("same", "sqlite:///mine.db")["chosen"]
-    theirs = api.show_study("same", "sqlite:///losstune.db")["chosen"]
-    assert mine["values"] != theirs["values"]
-    assert _best_line(result.output) == (f"Best trial: #{mine['number']} (COMPLETE) "
-                                         f"validation macro_f1={mine['values'][0]:.4f}")
+    mine = api.show_study("same", "sqlite:///mine.db").chosen
+    theirs = api.show_study("same", "sqlite:///losstune.db").chosen
+    assert mine.values != theirs.values
+    assert _best_line(result.output) == (f"Best trial: #{mine.number} (COMPLETE) "
+                                         f"validation macro_f1={mine.values[0]:.4f}")
     hints = result.output.split("Next:", 1)[1]
     for command in ("losstune show same --storage sqlite:///mine.db",
                     "losstune dashboard --storage sqlite:///mine.db",
                     "losstune export same -o best.yaml --storage sqlite:///mine.db"):
         assert command in hints, hints
     shown = CliRunner().invoke(cli, ["show", "same", "--storage", "sqlite:///mine.db"])
-    assert f"#{mine['number']}" in shown.output  # the suggested command runs as printed
+    assert f"#{mine.number}" in shown.output  # the suggested command runs as printed
 
 
 def test_default_and_environment_storages_need_no_flag(
