@@ -30,7 +30,7 @@ from losstune.objectives.attributes import TrialRecord, result_attributes
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.optuna_parts import best_first
 from losstune.studies.stats import mean_ci
-from losstune.studies.store import get_study, open_storage_ro
+from losstune.studies.store import CONFIRMS_ATTR, get_study, open_storage_ro, resolve_url
 
 CONFIRM_SUFFIX = "--confirm"
 
@@ -134,7 +134,8 @@ def confirm_study(
         directions=[d.name.lower() for d in study.directions[:1]],
     )
     _set_metric_names(linked, metric_names[:1])
-    linked.set_user_attr("confirms", name)
+    linked.set_user_attr(CONFIRMS_ATTR, name)
+    _describe_linked(linked, name, resolve_url(storage))
     started = time.time()
     rows: list[ConfirmRow] = []
     for trial in chosen:
@@ -193,6 +194,25 @@ def confirm_study(
         previous[row.trial] = row.to_json()
     study.set_user_attr(SUMMARY_ATTR, [previous[k] for k in sorted(previous)])
     return report
+
+
+def _describe_linked(linked: optuna.Study, name: str, url: str) -> None:
+    """The dashboard note of ``<study>--confirm``: what its trials are (not a search)."""
+    from losstune.studies.runner import save_dashboard_note
+
+    save_dashboard_note(linked, "\n".join([
+        f"# {linked.study_name}",
+        "",
+        f"**Confirmation runs of study `{name}`** (`losstune confirm {name}`), not a search: "
+        f"each trial re-trains one of the best trials of `{name}` (user attribute "
+        "`source_trial`) with a fresh seed (`seed`), and on another train/validation holdout "
+        "when `split` is set. Its parameters repeat the source trial's, so this study's "
+        "parameter plots compare seeds, not configurations.",
+        "",
+        f"The summary (mean and 95% interval per trial, the winner's curse) is the "
+        f"`confirmation` attribute of `{name}`: `losstune show {name}`, "
+        f"`losstune report {name} -o DIR`.",
+    ]), url)
 
 
 def _set_metric_names(study: optuna.Study, names: list[str]) -> None:
