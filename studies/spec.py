@@ -449,4 +449,8 @@ def load_study_file(path: str | Path) -> tuple[StudySpec, str]:
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise StudyFileError(f"{path}:{where}: invalid YAML: {problem}") from None
+    if isinstance(data, dict) and data.get("plugins"):
+        from losstune.objectives.plugins import add_plugin_folder
+
+        add_plugin_folder(Path(path).parent)  # plugin modules beside the study file
     return parse_study(data, source=str(path)), text
