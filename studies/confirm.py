@@ -30,7 +30,13 @@ from losstune.objectives.attributes import TrialRecord, result_attributes
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.optuna_parts import best_first
 from losstune.studies.stats import mean_ci
-from losstune.studies.store import CONFIRMS_ATTR, get_study, open_storage_ro, resolve_url
+from losstune.studies.store import (
+    CONFIRMS_ATTR,
+    get_study,
+    linked_study,
+    open_storage_ro,
+    resolve_url,
+)
 
 CONFIRM_SUFFIX = "--confirm"
 
@@ -123,6 +129,11 @@ def confirm_study(
         raise ConfirmError(f"`top >= 1`, `seeds >= 1` and `splits >= 1` must hold, but got "
                            f"top={top}, seeds={seeds}, splits={splits}")
     study = get_study(name, storage)
+    linked = linked_study(study.user_attrs)
+    if linked is not None:
+        raise ConfirmError(f"study {name!r} holds the {linked.description}, not a search; "
+                           + (f"confirm {linked.source!r} instead" if linked.kind == "confirm"
+                              else "its runs are already the suite's evaluation"))
     chosen = top_trials(study, top)
     if not chosen:
         raise ConfirmError(f"study {name!r} has no completed trial to confirm yet")

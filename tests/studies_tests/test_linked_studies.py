@@ -65,6 +65,11 @@ def test_confirm_study_is_marked_everywhere(confirmed: str, tmp_path: Path) -> N
     note = get_note(study)
     assert "Confirmation runs of study `tiny`" in note and "not a search" in note
 
+    refused = CliRunner().invoke(cli, ["confirm", "tiny--confirm", "--storage", confirmed])
+    assert refused.exit_code == 2
+    assert refused.output.strip() == ("error: study 'tiny--confirm' holds the confirmation runs "
+                                      "of study 'tiny', not a search; confirm 'tiny' instead")
+
 
 def test_linked_study_attributes() -> None:
     assert linked_study({"confirms": "a"}).kind == "confirm"
