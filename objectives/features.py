@@ -75,6 +75,7 @@ def encoder_outputs(
             "encoding %d texts of %s/%s with %s (max_length %d); cached for later runs",
             len(chosen), dataset.name, split, encoder.name, encoder.max_length,
         )
+        report_truncated(enc, chosen, dataset.name, split)
         if kind == "embeddings":
             return {"embeddings": enc.encode(chosen, batch_size=encoder.batch_size)}
         if kind == "token_ids":
@@ -86,6 +87,25 @@ def encoder_outputs(
     if not (entry_dir(kind, key) / "meta.json").exists():
         _adopt_whole_dataset(dataset, encoder, enc.identity(), kind, device, family)
     return cached_rows(kind, key, family, row_digests(texts), compute)
+
+
+def report_truncated(enc: object, texts: list[str], dataset: str, split: str) -> int | None:
+    """Log (once per encoding, i.e. once per dataset split and encoder) how many ``texts``
+    ``max_length`` cuts. Returns the count (None when the encoder cannot tell)."""
+    try:
+        cut = enc.count_truncated(texts)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a count must never stop an encoding
+        logger.debug("could not count truncated texts", exc_info=True)
+        return None
+    if cut:
+        name = getattr(enc, "name", "the encoder")
+        max_length = getattr(enc, "max_length", "?")
+        logger.warning(
+            "%s/%s: %d of %d texts are longer than max_length %s (%s tokens) and are cut to "
+            "their first %s tokens; raise encoder.max_length to keep more of them",
+            dataset, split, cut, len(texts), max_length, name, max_length,
+        )
+    return cut
 
 
 def row_family(

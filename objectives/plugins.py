@@ -67,8 +67,22 @@ def load_entry_point_plugins() -> None:
         registry.load_plugins()
 
 
+def add_plugin_folder(folder: str | os.PathLike[str]) -> None:
+    """Let ``plugins:`` modules be found in ``folder`` (a study file's folder), after the
+    installed packages and the working directory."""
+    path = os.path.abspath(folder)
+    if path not in sys.path:
+        sys.path.append(path)
+
+
+_silent_warned: set[str] = set()
+
+
 def import_plugin_modules(modules: list[str]) -> None:
-    """Import the modules a study file or config lists under ``plugins:``."""
+    """Import the modules a study file or config lists under ``plugins:``.
+
+    A module imported here for the first time that registers no part is reported (a logged
+    warning): a study that names its loss would otherwise fail with an unknown name only."""
     parts = registries()
     load_entry_point_plugins()
     cwd = os.getcwd()
@@ -79,6 +93,7 @@ def import_plugin_modules(modules: list[str]) -> None:
             raise PluginError(f"plugin {module!r} is not a module name (write e.g. "
                               "`my_package.my_loss`)")
         before = [set(registry) for registry in parts]
+        fresh = module not in sys.modules
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -94,11 +109,19 @@ def import_plugin_modules(modules: list[str]) -> None:
                               f"{type(exc).__name__}: {exc}") from exc
         package, pkg_version = package_of(module)
         source = SOURCES.get(f"module:{module}") or PluginSource(module, package, pkg_version)
+        added = 0
         for registry, old in zip(parts, before, strict=True):
             for name in sorted(set(registry) - old):
                 source.provides.append(f"{registry.key}:{name}")
                 SOURCES[f"{registry.key}:{name}"] = source
+                added += 1
         SOURCES[f"module:{module}"] = source
+        if fresh and not added and module not in _silent_warned:
+            _silent_warned.add(module)
+            logger.warning(
+                "imported %s but it registered no loss, model, encoder or dataset: a plugin "
+                "module registers its parts when imported (register_loss, register_model, "
+                "register_encoder, register_dataset from losstune.objectives.extend)", module)
 
 
 def sources_for(kinds_and_names: list[str]) -> list[dict[str, Any]]:
@@ -116,6 +139,7 @@ __all__ = [
     "SOURCES",
     "PluginError",
     "PluginSource",
+    "add_plugin_folder",
     "import_plugin_modules",
     "load_entry_point_plugins",
     "package_of",

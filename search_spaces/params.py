@@ -119,6 +119,38 @@ class Param:
     def with_dist(self, dist: Distribution) -> Param:
         return replace(self, dist=dist)
 
+    def effective_default(self) -> Any:
+        """The default as the (overridden) distribution allows it: what ``losstune space``
+        shows and the baseline trial runs. A fixed parameter's value; a default outside a range
+        clamped to the nearer end and snapped to its ``step``; a default that is not a choice
+        replaced by the nearest numeric choice, else the first choice; no default: ``low``."""
+        return value_in(self.dist, self.default)
+
+
+def value_in(dist: Distribution, value: Any) -> Any:
+    """``value`` moved into ``dist`` (see :meth:`Param.effective_default`)."""
+    if isinstance(dist, FixedDist):
+        return dist.value
+    if isinstance(dist, CategoricalDist):
+        if dist.contains(value):
+            return value
+        numbers = [c for c in dist.choices if _is_number(c)]
+        if _is_number(value) and numbers:
+            return min(numbers, key=lambda c: abs(float(c) - float(value)))
+        return dist.choices[0]
+    if not _is_number(value):
+        return dist.low
+    clamped = min(max(value, dist.low), dist.high)
+    step = dist.step
+    if step:
+        k = round((clamped - dist.low) / step)
+        while k > 0 and dist.low + k * step > dist.high + 1e-12 * max(1.0, abs(dist.high)):
+            k -= 1
+        clamped = dist.low + k * step
+    if isinstance(dist, IntDist):
+        return int(round(clamped))
+    return float(round(clamped, 12)) if step else float(clamped)
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

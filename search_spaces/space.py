@@ -279,8 +279,9 @@ class SearchSpace:
     def baseline(self, loss: str | None = None) -> dict[str, Any]:
         """Parameters of the paper-default trial for ``loss`` (the first choice by default).
 
-        Only searched (non-fixed) parameters are returned, each at its default clipped into its
-        range; this is what ``study.enqueue_trial`` takes.
+        Only searched (non-fixed) parameters are returned, each at its default moved into its
+        (overridden) range or choices (:meth:`Param.effective_default`, the value ``losstune
+        space`` shows); this is what ``study.enqueue_trial`` takes.
         """
         values: dict[str, Any] = {}
         chosen = loss if loss is not None else self._first_loss()
@@ -295,7 +296,7 @@ class SearchSpace:
                     raise SpaceError(f"baseline loss {chosen!r} is not a loss.name choice")
                 values[p.name] = chosen
                 continue
-            values[p.name] = _clip_default(p)
+            values[p.name] = p.effective_default()
         return values
 
     def _first_loss(self) -> str:
@@ -351,18 +352,6 @@ class SearchSpace:
 def _knobs(values: Mapping[str, Any], loss: str) -> dict[str, Any]:
     prefix = f"loss.{loss}."
     return {k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)}
-
-
-def _clip_default(p: Param) -> Any:
-    d, default = p.dist, p.default
-    if isinstance(d, CategoricalDist):
-        return default if d.contains(default) else d.choices[0]
-    if isinstance(d, (FloatDist, IntDist)):
-        if default is None:
-            return d.low
-        value = min(max(default, d.low), d.high)
-        return int(value) if isinstance(d, IntDist) else float(value)
-    return default
 
 
 def diff_spaces(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:

@@ -39,12 +39,12 @@ from losstune.studies.session import run_study as run_study
 from losstune.studies.spec import StudySpec, check_device, load_study_file, parse_study
 from losstune.studies.stats import mean_ci as mean_ci
 from losstune.studies.stats import summarize_runs
+from losstune.studies.store import LinkedStudy, linked_study, only_study, resolve_url
 from losstune.studies.store import StudyNotFoundError as StudyNotFoundError
 from losstune.studies.store import check_storage_writable as check_storage_writable
 from losstune.studies.store import get_study as get_study
 from losstune.studies.store import is_database_error as is_database_error
 from losstune.studies.store import open_storage_ro as open_storage_ro
-from losstune.studies.store import resolve_url
 
 
 def load_study(path: str | Path) -> tuple[StudySpec, str]:
@@ -116,6 +116,7 @@ class StudyRow:
     best_trial: int | None
     dataset: str | None
     created: str | None
+    linked: LinkedStudy | None = None
 
 
 def list_studies(storage: str | None = None) -> list[StudyRow]:
@@ -126,7 +127,8 @@ def list_studies(storage: str | None = None) -> list[StudyRow]:
         study = optuna.load_study(study_name=summary.study_name, storage=st)
         counts = count_states(study)
         best_value = best_number = None
-        if len(study.directions) == 1:
+        linked = linked_study(study.user_attrs)
+        if len(study.directions) == 1 and linked is None:
             try:
                 best = study.best_trial
                 best_value, best_number = best.value, best.number
@@ -145,8 +147,38 @@ def list_studies(storage: str | None = None) -> list[StudyRow]:
             dataset=study.user_attrs.get("dataset"),
             created=summary.datetime_start.isoformat(timespec="seconds")
             if summary.datetime_start else None,
+            linked=linked,
         ))
     return rows
+
+
+@dataclass
+class FailureGroup:
+    """Failed trials of a study that failed for the same reason.
+
+    Attributes:
+        reason: the first line of the reason of the group's first trial (``fail_reason``, or
+            ``stale_reason`` when its worker died).
+        trials: the trial numbers, ascending.
+    """
+
+    reason: str
+    trials: list[int]
+
+
+def failure_groups(records: list[TrialRecord]) -> list[FailureGroup]:
+    """The FAIL trials of ``records`` grouped by reason, most frequent first. Reasons that
+    differ only in numbers (``nan at epoch 3, batch 7``) form one group."""
+    import re
+
+    groups: dict[str, FailureGroup] = {}
+    for r in records:
+        if r.state != TrialState.FAIL.name:
+            continue
+        reason = (r.fail_reason or "no reason recorded").strip().splitlines()[0]
+        key = re.sub(r"\d+(\.\d+)?(e[-+]?\d+)?", "#", reason)
+        groups.setdefault(key, FailureGroup(reason, [])).trials.append(r.number)
+    return sorted(groups.values(), key=lambda g: (-len(g.trials), g.trials[0]))
 
 
 @dataclass
@@ -163,8 +195,12 @@ class StudyView:
             a multi-objective study or a study without a completed trial).
         top: the best completed trials, best first (by the first metric).
         pareto: the Pareto front by trial number (multi-objective studies; else empty).
-        confirmation_note: whether ``chosen`` was confirmed, and its winner's curse.
+        confirmation_note: whether ``chosen`` was confirmed, and its winner's curse (empty for
+            a linked study).
         user_attrs: the study's user attributes (without the compiled space).
+        failures: the failed trials grouped by reason, most frequent first.
+        linked: what the study is when it is not a search study (a ``<study>--confirm`` or a
+            ``<suite>--runs`` study), else None.
     """
 
     name: str
@@ -176,12 +212,17 @@ class StudyView:
     pareto: list[TrialRecord]
     confirmation_note: str
     user_attrs: dict[str, Any]
+    failures: list[FailureGroup] = field(default_factory=list)
+    linked: LinkedStudy | None = None
 
 
-def show_study(name: str, storage: str | None = None, *, top: int = 5,
+def show_study(name: str | None = None, storage: str | None = None, *, top: int = 5,
                trial: int | None = None) -> StudyView:
-    """The chosen (or best) trial, the top-k trials and the counts of a study."""
+    """The chosen (or best) trial, the top-k trials, the counts and the failure reasons of a
+    study (``name`` None: the only search study in the storage)."""
+    name = name if name is not None else only_study(storage, command="show")
     study = get_study(name, storage)
+    linked = linked_study(study.user_attrs)
     counts = count_states(study)
     directions = [d.name.lower() for d in study.directions]
     metric_names = study.metric_names or ["value"]
@@ -209,8 +250,12 @@ def show_study(name: str, storage: str | None = None, *, top: int = 5,
         chosen=chosen,
         top=[TrialRecord.from_trial(t) for t in ranked[:top]],
         pareto=front,
-        confirmation_note=confirmation_note(study, chosen.number) if chosen else "",
+        confirmation_note=confirmation_note(study, chosen.number)
+        if chosen and linked is None else "",
         user_attrs={k: v for k, v in study.user_attrs.items() if k not in ("space",)},
+        failures=failure_groups([TrialRecord.from_trial(t) for t in study.get_trials(
+            deepcopy=False, states=(TrialState.FAIL,))]),
+        linked=linked,
     )
 
 

@@ -191,15 +191,20 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
     elif shown and shown.pareto:
         console.print(f"Pareto front: {len(shown.pareto)} trial(s) "
                       f"{[r.number for r in shown.pareto]}")
+    if shown and summary.failed:
+        _print_failures(console, shown.failures)
     console.print("\nNext:" + (f" ({note})" if note else ""), markup=False)
     console.print(f"  losstune show {spec.name}{storage_flag}", markup=False)
     console.print(f"  losstune dashboard{storage_flag}", markup=False)
     if shown and shown.pareto and not shown.chosen:
         console.print(f"  losstune export {spec.name} --pareto -o pareto/{storage_flag}",
                       markup=False)
-    else:
+    elif shown and shown.chosen:
         console.print(f"  losstune export {spec.name} -o best.yaml{storage_flag}", markup=False)
-    console.print("  losstune train best.yaml")
+        console.print("  losstune train best.yaml", markup=False)
+    elif summary.failed:
+        console.print(f"  losstune -v run {study_file}{storage_flag}   (no trial completed: fix "
+                      "the failures above; -v prints each failure's traceback)", markup=False)
     if summary.stopped_reason.startswith("max_failures"):
         raise UserError(f"study stopped: {summary.stopped_reason}; see `losstune show "
                         f"{spec.name}{storage_flag}` for the failure reasons")
@@ -281,7 +286,8 @@ def studies_cmd(storage: str | None) -> None:
                   "best", "trial", "created")
     for r in rows:
         best = "-" if r.best_value is None else f"{r.best_value:.4f}"
-        table.add_row(r.name, r.dataset or "-", str(r.complete), str(r.pruned), str(r.failed),
+        name = r.name if r.linked is None else f"{r.name}\n[dim]{r.linked.description}[/dim]"
+        table.add_row(name, r.dataset or "-", str(r.complete), str(r.pruned), str(r.failed),
                       str(r.running),
                       ", ".join(f"{m} ({d[:3]})" for m, d in zip(r.metric_names, r.directions,
                                                                   strict=False)),
@@ -311,15 +317,52 @@ def _print_trial(console: Any, record: TrialRecord, metric_names: list[str], *,
                       + ", ".join(f"{k}={_fmt(v)}" for k, v in record.terms.items()))
 
 
+def _print_failures(console: Any, groups: list[Any]) -> None:
+    """Failed trials grouped by reason, with counts."""
+    if not groups:
+        return
+    total = sum(len(g.trials) for g in groups)
+    console.print(f"\nFailed trials ({total}), by reason:")
+    for g in groups:
+        shown = ", ".join(map(str, g.trials[:8])) + (", ..." if len(g.trials) > 8 else "")
+        console.print(f"  {len(g.trials)} x {g.reason}  (trial{'s' if len(g.trials) > 1 else ''} "
+                      f"{shown})", markup=False, highlight=False)
+
+
+def _show_next(console: Any, info: Any, storage_flag: str) -> None:
+    """The ``Next:`` hints of ``show``: export/train only when a trial completed, confirm only
+    for a search study that is not confirmed yet."""
+    name, hints = info.name, []
+    if info.linked is not None and info.linked.kind == "confirm":
+        hints += [f"losstune show {info.linked.source}{storage_flag}   (the confirmed means)",
+                  f"losstune export {info.linked.source} --confirmed -o best.yaml{storage_flag}"]
+    elif info.linked is not None:
+        hints.append("losstune suite SUITE.yaml   (resumes the suite and rewrites its tables)")
+    elif info.pareto and not info.chosen:
+        hints.append(f"losstune export {name} --pareto -o pareto/{storage_flag}")
+    elif info.top:
+        hints += [f"losstune export {name} -o best.yaml{storage_flag}", "losstune train best.yaml"]
+        if "confirmation" not in info.user_attrs:
+            hints.append(f"losstune confirm {name}{storage_flag}")
+    elif info.failures:
+        hints.append("losstune -v run STUDY.yaml   (no trial completed yet: fix the failures "
+                     "above; -v prints each failure's traceback)")
+    hints.append(f"losstune dashboard{storage_flag}")
+    console.print("\nNext:")
+    for hint in hints:
+        console.print(f"  {hint}", markup=False, highlight=False)
+
+
 @cli.command()
-@click.argument("study")
+@click.argument("study", required=False)
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--trial", "trial_number", type=int, default=None,
               help="Show this trial instead of the best.")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True)
 @handle_errors
-def show(study: str, storage: str | None, trial_number: int | None, top: int) -> None:
-    """Show the best (or chosen) trial of STUDY and its top trials."""
+def show(study: str | None, storage: str | None, trial_number: int | None, top: int) -> None:
+    """Show the best (or chosen) trial of STUDY, its top trials and why trials failed.
+    Without STUDY: the only study in the storage."""
     from rich.table import Table
 
     from losstune.studies import api
@@ -327,26 +370,38 @@ def show(study: str, storage: str | None, trial_number: int | None, top: int) ->
     info = api.show_study(study, storage, top=top, trial=trial_number)
     console = _console()
     counts = ", ".join(f"{n} {s.lower()}" for s, n in info.counts.items()) or "no trials"
-    console.print(f"study {study}: {counts}; objective: validation "
+    what = f"{info.linked.description}; " if info.linked else ""
+    console.print(f"study {info.name}: {what}{counts}; objective: validation "
                   f"{', '.join(info.metric_names)} ({', '.join(info.directions)})")
     if info.chosen:
-        _print_trial(console, info.chosen, info.metric_names,
-                     title="Trial" if trial_number is not None else "Best trial")
-        console.print("  " + info.confirmation_note)
+        title = "Trial" if trial_number is not None else (
+            "Best run" if info.linked else "Best trial")
+        _print_trial(console, info.chosen, info.metric_names, title=title)
+        if info.confirmation_note:
+            console.print("  " + info.confirmation_note)
     if info.pareto:
         console.print(f"\nPareto front ({len(info.pareto)} trials):")
         table = Table("trial", "loss", *info.metric_names)
         for r in info.pareto:
             table.add_row(str(r.number), str(r.loss), *[f"{v:.4f}" for v in r.values or []])
         console.print(table)
-    table = Table("rank", "trial", "loss", *[f"val {m}" for m in info.metric_names],
-                  "test macro_f1", "test accuracy", "epoch", title=f"Top {top}")
-    for i, r in enumerate(info.top, 1):
-        table.add_row(str(i), str(r.number), str(r.loss),
-                      *[f"{v:.4f}" for v in r.values or []],
-                      _fmt(r.test.get("macro_f1", "-")), _fmt(r.test.get("accuracy", "-")),
-                      _fmt(r.best_epoch))
-    console.print(table)
+    if info.top:
+        table = Table("rank", "trial", "loss", *[f"val {m}" for m in info.metric_names],
+                      "test macro_f1", "test accuracy", "epoch", title=f"Top {top}")
+        for i, r in enumerate(info.top, 1):
+            table.add_row(str(i), str(r.number), str(r.loss),
+                          *[f"{v:.4f}" for v in r.values or []],
+                          _fmt(r.test.get("macro_f1", "-")), _fmt(r.test.get("accuracy", "-")),
+                          _fmt(r.best_epoch))
+        console.print(table)
+    _print_failures(console, info.failures)
+    _show_next(console, info, f" --storage '{_masked(storage)}'" if storage else "")
+
+
+def _masked(storage: str) -> str:
+    from losstune.storage import mask_url
+
+    return mask_url(storage)
 
 
 # ---------------------------------------------------------------------- export / train
@@ -507,13 +562,14 @@ def report(study: str, output: str, storage: str | None, force: bool) -> None:
 
 
 @cli.command()
-@click.argument("studies_", metavar="STUDY...", nargs=-1, required=True)
+@click.argument("studies_", metavar="[STUDY]...", nargs=-1)
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--markdown", type=click.Path(dir_okay=False), default=None,
               help="Also write the table as Markdown to this file.")
 @handle_errors
 def compare(studies_: tuple[str, ...], storage: str | None, markdown: str | None) -> None:
-    """Best and confirmed results of several studies side by side."""
+    """Best and confirmed results of several studies side by side (without STUDY: the only
+    study in the storage)."""
     from pathlib import Path
 
     from rich.table import Table
@@ -696,7 +752,7 @@ def space(study_file: str) -> None:
                         f"{compiled.fingerprint()}")
     for p in compiled.params:
         when = ", ".join(f"{k}={v}" for k, v in p.when) or "-"
-        table.add_row(p.name, p.dist.describe(), _fmt(p.default), when)
+        table.add_row(p.name, p.dist.describe(), _fmt(p.effective_default()), when)
     _console().print(table)
 
 

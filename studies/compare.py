@@ -8,18 +8,26 @@ from typing import Any
 from losstune.objectives.attributes import LOSS_PARAM, TrialRecord
 from losstune.studies.confirm import best_confirmed
 from losstune.studies.export import ExportError, pick_trial
-from losstune.studies.store import get_study
+from losstune.studies.store import get_study, linked_study, only_study
 
 
 def compare_studies(names: list[str], storage: str | None = None) -> list[dict[str, Any]]:
     """One row per study: its best trial (value, loss, test metrics) and its best confirmed
-    configuration (mean and 95% interval over fresh seeds), when it was confirmed."""
+    configuration (mean and 95% interval over fresh seeds), when it was confirmed. No names:
+    the only search study in the storage. A linked study (``<study>--confirm``,
+    ``<suite>--runs``) gets a row that says what it is, without a best trial."""
     rows = []
-    for name in names:
+    for name in names or [only_study(storage, command="compare")]:
         study = get_study(name, storage)
         metric = (study.metric_names or ["value"])[0]
         row: dict[str, Any] = {"study": name, "dataset": study.user_attrs.get("dataset", "-"),
                                "metric": metric, "trials": len(study.trials)}
+        linked = linked_study(study.user_attrs)
+        if linked is not None:
+            row.update(linked=linked.description, best_trial=None, best_loss="-",
+                       best_value=None, best_test_macro_f1=None, best_test_accuracy=None)
+            rows.append(row)
+            continue
         try:
             best = pick_trial(study, None)
             record = TrialRecord.from_trial(best)
@@ -57,7 +65,8 @@ def table_cells(row: dict[str, Any]) -> list[str]:
                  f"{row['confirmed_mean']:.4f} ± {row['confirmed_ci95']:.4f} "
                  f"(#{row['confirmed_trial']}, {row['confirmed_seeds']} seeds)")
     best_loss = "-" if row["best_trial"] is None else f"{row['best_loss']} (#{row['best_trial']})"
-    return [row["study"], str(row["dataset"]), row["metric"], best_loss, _num(row["best_value"]),
+    study = row["study"] + (f" ({row['linked']})" if row.get("linked") else "")
+    return [study, str(row["dataset"]), row["metric"], best_loss, _num(row["best_value"]),
             _num(row["best_test_macro_f1"]), str(row.get("confirmed_loss", "-")), confirmed,
             _num(row.get("confirmed_test_macro_f1"))]
 

@@ -30,7 +30,14 @@ from losstune.objectives.attributes import TrialRecord, result_attributes
 from losstune.objectives.errors import LosstuneError
 from losstune.studies.optuna_parts import best_first
 from losstune.studies.stats import mean_ci
-from losstune.studies.store import check_storage_writable, get_study, open_storage_ro, resolve_url
+from losstune.studies.store import (
+    CONFIRMS_ATTR,
+    check_storage_writable,
+    get_study,
+    linked_study,
+    open_storage_ro,
+    resolve_url,
+)
 
 CONFIRM_SUFFIX = "--confirm"
 
@@ -124,6 +131,11 @@ def confirm_study(
                            f"top={top}, seeds={seeds}, splits={splits}")
     check_storage_writable(resolve_url(storage), writer="confirm")  # refused before any training
     study = get_study(name, storage)
+    linked = linked_study(study.user_attrs)
+    if linked is not None:
+        raise ConfirmError(f"study {name!r} holds the {linked.description}, not a search; "
+                           + (f"confirm {linked.source!r} instead" if linked.kind == "confirm"
+                              else "its runs are already the suite's evaluation"))
     chosen = top_trials(study, top)
     if not chosen:
         raise ConfirmError(f"study {name!r} has no completed trial to confirm yet")
@@ -135,7 +147,8 @@ def confirm_study(
         directions=[d.name.lower() for d in study.directions[:1]],
     )
     _set_metric_names(linked, metric_names[:1])
-    linked.set_user_attr("confirms", name)
+    linked.set_user_attr(CONFIRMS_ATTR, name)
+    _describe_linked(linked, name, resolve_url(storage))
     started = time.time()
     rows: list[ConfirmRow] = []
     for trial in chosen:
@@ -194,6 +207,25 @@ def confirm_study(
         previous[row.trial] = row.to_json()
     study.set_user_attr(SUMMARY_ATTR, [previous[k] for k in sorted(previous)])
     return report
+
+
+def _describe_linked(linked: optuna.Study, name: str, url: str) -> None:
+    """The dashboard note of ``<study>--confirm``: what its trials are (not a search)."""
+    from losstune.studies.runner import save_dashboard_note
+
+    save_dashboard_note(linked, "\n".join([
+        f"# {linked.study_name}",
+        "",
+        f"**Confirmation runs of study `{name}`** (`losstune confirm {name}`), not a search: "
+        f"each trial re-trains one of the best trials of `{name}` (user attribute "
+        "`source_trial`) with a fresh seed (`seed`), and on another train/validation holdout "
+        "when `split` is set. Its parameters repeat the source trial's, so this study's "
+        "parameter plots compare seeds, not configurations.",
+        "",
+        f"The summary (mean and 95% interval per trial, the winner's curse) is the "
+        f"`confirmation` attribute of `{name}`: `losstune show {name}`, "
+        f"`losstune report {name} -o DIR`.",
+    ]), url)
 
 
 def _set_metric_names(study: optuna.Study, names: list[str]) -> None:

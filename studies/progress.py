@@ -14,7 +14,6 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     SpinnerColumn,
@@ -58,6 +57,24 @@ def best_text(study: optuna.Study, metric_names: list[str]) -> str:
     return f"best {metric_names[0]} {best.value:.4f} (#{best.number})"
 
 
+def count_text(finished: int, n_trials: int, running: int) -> str:
+    """``3/20 trials (+1 running)``: finished trials of the budget, and those running now."""
+    return f"{finished}/{n_trials} trials" + (f" (+{running} running)" if running else "")
+
+
+def running_share(trial: optuna.trial.FrozenTrial) -> float:
+    """How far a RUNNING trial is, in [0, 0.95]: its reported epochs over ``train.epochs``
+    (0 when it reports nothing, e.g. multi-objective trials)."""
+    epochs = trial.params.get("train.epochs")
+    if not isinstance(epochs, int) or epochs < 1:
+        config = trial.user_attrs.get("config")
+        train = config.get("train") if isinstance(config, dict) else None
+        epochs = train.get("epochs") if isinstance(train, dict) else None
+    if not isinstance(epochs, int) or epochs < 1:
+        return 0.0
+    return min(len(trial.intermediate_values) / epochs, 0.95)
+
+
 class StudyProgress:
     """``with StudyProgress(...) as p: ...; p.refresh()``."""
 
@@ -81,8 +98,7 @@ class StudyProgress:
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("trials"),
+            _Field("count"),
             _Field("best"),
             _Field("states"),
             TimeElapsedColumn(),
@@ -96,6 +112,7 @@ class StudyProgress:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._seen: set[int] = set()
+        self._running_share = 0.0
 
     def __enter__(self) -> StudyProgress:
         finished, running, pruned, failed = self._counts()
@@ -103,7 +120,7 @@ class StudyProgress:
                       if t.state.is_finished()}
         self._task = self._progress.add_task(
             self.study.study_name, total=self.n_trials, completed=min(finished, self.n_trials),
-            best="", states="",
+            best="", states="", count=count_text(finished, self.n_trials, running),
         )
         self._progress.start()
         self.refresh()
@@ -121,8 +138,11 @@ class StudyProgress:
 
     def _counts(self) -> tuple[int, int, int, int]:
         counts = dict.fromkeys(TrialState, 0)
+        self._running_share = 0.0
         for t in self.study.get_trials(deepcopy=False):
             counts[t.state] += 1
+            if t.state == TrialState.RUNNING:
+                self._running_share += running_share(t)
         finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
         return finished, counts[TrialState.RUNNING], counts[TrialState.PRUNED], counts[
             TrialState.FAIL]
@@ -139,14 +159,20 @@ class StudyProgress:
             finished, running, pruned, failed = self._counts()
             best = best_text(self.study, self.metric_names)
             states = f"running {running} · pruned {pruned} · failed {failed}"
-            self._progress.update(self._task, completed=min(finished, self.n_trials), best=best,
-                                  states=states)
-            if not self.live:
-                self._print_new_trials(best)
+            # the running trials' epochs move the bar (and the ETA) during a long first trial
+            done = min(finished + self._running_share, self.n_trials)
+            self._progress.update(self._task, completed=done, best=best, states=states,
+                                  count=count_text(finished, self.n_trials, running))
+            self._print_new_trials(best, failed_only=self.live)
 
-    def _print_new_trials(self, best: str) -> None:
+    def _print_new_trials(self, best: str, *, failed_only: bool = False) -> None:
+        """One line per newly finished trial (``failed_only``: per failed trial, above the live
+        bar: Optuna's own warning with the traceback is shown only with ``-v``)."""
         for t in self.study.get_trials(deepcopy=False):
             if not t.state.is_finished() or t.number in self._seen:
+                continue
+            if failed_only and t.state != TrialState.FAIL:
+                self._seen.add(t.number)
                 continue
             self._seen.add(t.number)
             record = TrialRecord.from_trial(t)
@@ -154,7 +180,8 @@ class StudyProgress:
                 value = ", ".join(f"{v:.4f}" for v in record.values)
                 what = f"complete, {'/'.join(self.metric_names)} {value}"
             elif t.state == TrialState.FAIL:
-                what = f"FAILED: {record.fail_reason or ''}"
+                reason = (record.fail_reason or "no reason recorded").strip().splitlines()
+                what = f"FAILED: {reason[0] if reason else ''}"
             else:
                 what = record.state.lower()
             self.console.print(f"trial {t.number} [{record.loss_label}] {what}  ({best})",

@@ -53,8 +53,32 @@ class Section:
     table_html: str = ""
 
 
+#: Fewest completed trials a parameter-importance plot is drawn over: fewer make importances
+#: that are noise (a forest fitted to a handful of points), so the report says so instead.
+MIN_IMPORTANCE_TRIALS = 5
+#: Widest PNG figure (inches); wider slice plots squeeze their panels instead.
+MAX_PNG_WIDTH = 18.0
+
+
 def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def varying_params(trials: list[optuna.trial.FrozenTrial], *,
+                   in_all: bool = False) -> list[str]:
+    """Parameters that take more than one value over ``trials``, sorted (with ``in_all``: only
+    those every trial has). A parameter that never changes explains nothing, so slice and
+    importance plots leave it out."""
+    names = {p for t in trials for p in t.params}
+    if in_all:
+        names = {p for p in names if all(p in t.params for t in trials)}
+    return sorted(p for p in names
+                  if len({repr(t.params[p]) for t in trials if p in t.params}) > 1)
+
+
+def _importance_note(what: str, n: int) -> str:
+    return (f"{what}: parameter importances not drawn: {n} completed trial(s); they need at "
+            f"least {MIN_IMPORTANCE_TRIALS} to mean anything")
 
 
 def _target(study: optuna.Study) -> tuple[Callable[[Any], float] | None, str]:
@@ -94,7 +118,7 @@ def _save_png(ax_or_fig: Any, path: Path) -> None:
     if fig is None:
         fig = plt.gcf()
     panels = sum(1 for ax in fig.axes if ax.get_label() != "<colorbar>")
-    fig.set_size_inches(max(9.0, 3.4 * panels + 1.5), 5.5)
+    fig.set_size_inches(min(max(9.0, 3.4 * panels + 1.5), MAX_PNG_WIDTH), 5.5)
     fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
 
@@ -136,10 +160,22 @@ def _study_sections(study: optuna.Study, fig_dir: Path) -> list[Section]:
             lambda: vis.plot_pareto_front(study, target_names=names),
             lambda: mvis.plot_pareto_front(study, target_names=names)
             if len(study.directions) in (2, 3) else None))
-    overview.figures.append(_figure(
-        "importance", "Parameter importances (parameters every trial has)", fig_dir,
-        lambda: vis.plot_param_importances(study, **kw),
-        lambda: mvis.plot_param_importances(study, **kw)))
+    complete = _complete(study)
+    varying = varying_params(complete, in_all=True)
+    if len(complete) < MIN_IMPORTANCE_TRIALS:
+        overview.figures.append(Figure("importance", "Parameter importances",
+                                       note=_importance_note("whole study", len(complete))))
+    elif not varying:
+        overview.figures.append(Figure(
+            "importance", "Parameter importances",
+            note="parameter importances not drawn: no parameter that every trial has takes "
+                 "more than one value"))
+    else:
+        overview.figures.append(_figure(
+            "importance", "Parameter importances (parameters every trial has that vary)",
+            fig_dir,
+            lambda: vis.plot_param_importances(study, params=varying, **kw),
+            lambda: mvis.plot_param_importances(study, params=varying, **kw)))
     overview.figures.append(_figure(
         "parallel", "Parallel coordinates", fig_dir,
         lambda: vis.plot_parallel_coordinate(study, **kw),
@@ -163,17 +199,32 @@ def _per_loss_sections(study: optuna.Study, fig_dir: Path) -> list[Section]:
             "only those trials, so its conditional knobs are included.")
         target, target_name = _target(sub)
         kw = {"target": target, "target_name": target_name} if target else {}
-        params = knobs + sorted({p for t in sub.trials for p in t.params
-                                 if p.startswith(("train.", "model.", "weight."))})
-        if params:
+        varying = set(varying_params(sub.trials))
+        params = [p for p in knobs + sorted({p for t in sub.trials for p in t.params
+                                             if p.startswith(("train.", "model.", "weight."))})
+                  if p in varying]
+        n = len(sub.trials)
+        if n < 2:
+            section.figures.append(Figure(
+                f"slice_{loss}", f"{loss}: slice plot",
+                note=f"{loss}: one completed trial: no slice plot (it needs two or more)"))
+        elif params:
             section.figures.append(_figure(
-                f"slice_{loss}", f"{loss}: slice plot", fig_dir,
+                f"slice_{loss}", f"{loss}: slice plot ({n} trials)", fig_dir,
                 lambda sub=sub, params=params, kw=kw: vis.plot_slice(sub, params=params, **kw),
                 lambda sub=sub, params=params, kw=kw: mvis.plot_slice(sub, params=params, **kw)))
+        important = [p for p in params if all(p in t.params for t in sub.trials)]
+        if n < MIN_IMPORTANCE_TRIALS:
+            section.figures.append(Figure(f"importance_{loss}",
+                                          f"{loss}: parameter importances",
+                                          note=_importance_note(loss, n)))
+        elif important:
             section.figures.append(_figure(
                 f"importance_{loss}", f"{loss}: parameter importances", fig_dir,
-                lambda sub=sub, kw=kw: vis.plot_param_importances(sub, **kw),
-                lambda sub=sub, kw=kw: mvis.plot_param_importances(sub, **kw)))
+                lambda sub=sub, kw=kw, ps=important: vis.plot_param_importances(
+                    sub, params=ps, **kw),
+                lambda sub=sub, kw=kw, ps=important: mvis.plot_param_importances(
+                    sub, params=ps, **kw)))
         sections.append(section)
     return sections
 
@@ -196,26 +247,35 @@ def _term_section(study: optuna.Study, fig_dir: Path, k: int = 3) -> Section:
         curves = record.term_curves
         if not curves:
             continue
-        val = record.val_curve((study.metric_names or ["macro_f1"])[0])
+        metric = (study.metric_names or ["macro_f1"])[0]
+        val = record.val_curve(metric)
+        val_label = f"validation {metric} (right axis)"
         fig = go.Figure()
         for name, values in curves.items():
             fig.add_trace(go.Scatter(y=values, mode="lines+markers", name=f"term {name}"))
         if val:
-            fig.add_trace(go.Scatter(y=val, mode="lines", name="validation metric",
+            fig.add_trace(go.Scatter(y=val, mode="lines", name=val_label,
                                      yaxis="y2", line={"dash": "dot"}))
+        # the legend goes under the plot, where it covers no curve
         fig.update_layout(title=f"Trial {trial.number}: loss terms per epoch",
                           xaxis_title="epoch", yaxis_title="loss term",
-                          yaxis2={"overlaying": "y", "side": "right", "title": "validation"})
+                          yaxis2={"overlaying": "y", "side": "right",
+                                  "title": f"validation {metric}"},
+                          legend={"orientation": "h", "x": 0, "y": -0.2, "yanchor": "top"})
         mfig, ax = plt.subplots()
         for name, values in curves.items():
             ax.plot(values, marker="o", label=f"term {name}")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss term")
+        handles, labels = ax.get_legend_handles_labels()
         if val:
             ax2 = ax.twinx()
-            ax2.plot(val, linestyle=":", color="black", label="validation metric")
-            ax2.set_ylabel("validation")
-        ax.legend(loc="upper right")
+            ax2.plot(val, linestyle=":", color="black", label=val_label)
+            ax2.set_ylabel(f"validation {metric}")
+            more = ax2.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(0.0, -0.14),
+                  ncol=min(len(labels), 3), frameon=False)
         ax.set_title(f"Trial {trial.number}: loss terms per epoch")
         name = f"terms_trial{trial.number}.png"
         _save_png(mfig, fig_dir / name)
@@ -245,14 +305,18 @@ def _confirm_section(study: optuna.Study, fig_dir: Path) -> Section | None:
         go.Scatter(x=labels, y=singles, mode="markers", marker={"symbol": "x"},
                    name="single search run"),
     ])
+    low, high = interval_limits(means, errs, singles)
     fig.update_layout(title="Confirmation: validation metric over fresh seeds",
-                      yaxis_title=(study.metric_names or ["value"])[0])
+                      yaxis_title=(study.metric_names or ["value"])[0],
+                      yaxis={"range": [low, high]})
     mfig, ax = plt.subplots()
     ax.errorbar(range(len(rows)), means, yerr=errs, fmt="o", capsize=4,
                 label="confirmed mean ± 95% CI")
     ax.plot(range(len(rows)), singles, "x", label="single search run")
+    ax.set_ylim(low, high)
+    ax.set_xlim(-0.5, len(rows) - 0.5)
     ax.set_xticks(range(len(rows)), labels, rotation=30, ha="right")
-    ax.legend()
+    ax.legend(loc="best")
     ax.set_title("Confirmation: validation metric over fresh seeds")
     _save_png(mfig, fig_dir / "confirmation.png")
     header = ("<tr><th>rank</th><th>trial</th><th>loss</th><th>single run</th>"
@@ -270,6 +334,19 @@ def _confirm_section(study: optuna.Study, fig_dir: Path) -> Section | None:
     section.figures.append(Figure("confirmation", "Confirmation intervals", fig,
                                   "figures/confirmation.png"))
     return section
+
+
+def interval_limits(means: list[float], half_widths: list[float],
+                    points: list[float]) -> tuple[float, float]:
+    """Axis limits that hold every whole interval ``mean ± half_width`` and every point, with
+    a 10% margin (non-finite numbers ignored)."""
+    values = [v for m, e in zip(means, half_widths, strict=True) for v in (m - e, m + e)]
+    values = [v for v in values + list(points) if math.isfinite(v)]
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    pad = 0.1 * (high - low) or 0.01
+    return low - pad, high + pad
 
 
 def _groups_section(study: optuna.Study, fig_dir: Path, k: int = 5) -> Section | None:
@@ -305,12 +382,43 @@ def _groups_section(study: optuna.Study, fig_dir: Path, k: int = 5) -> Section |
     return section
 
 
+def _linked_section(study: optuna.Study, linked: Any) -> Section:
+    """A ``<study>--confirm`` or ``<suite>--runs`` study: a table of its runs, no search plots
+    (its trials repeat chosen configurations with other seeds; they are not a search)."""
+    if linked.kind == "confirm":
+        intro = (f"These are the confirmation runs of study {linked.source!r} (losstune "
+                 f"confirm), not a search, so this report draws no search plots. The "
+                 f"confirmation intervals and the winner's curse are in the report of "
+                 f"{linked.source!r} (losstune report {linked.source} -o DIR).")
+        keys = ("source_trial", "seed", "split")
+    else:
+        intro = (f"These are the evaluation runs of suite {linked.source!r} (losstune suite), "
+                 "not a search, so this report draws no search plots. The suite's tables are "
+                 "in its RESULTS.md.")
+        keys = ("arm", "dataset", "split", "seed")
+    names = study.metric_names or ["value"]
+    head = "".join(f"<th>{html.escape(k)}</th>" for k in ("trial", "state", *keys))
+    head += f"<th>validation {html.escape(names[0])}</th><th>test macro-F1</th>"
+    body = []
+    for t in study.get_trials(deepcopy=False):
+        record = TrialRecord.from_trial(t)
+        cells = [str(t.number), t.state.name.lower(),
+                 *[html.escape(str(t.user_attrs.get(k, "-"))) for k in keys],
+                 "-" if not record.values else f"{record.values[0]:.4f}",
+                 "-" if record.test.get("macro_f1") is None
+                 else f"{record.test['macro_f1']:.4f}"]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return Section("Runs", intro, table_html=f"<table><tr>{head}</tr>{''.join(body)}</table>")
+
+
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}
-pre{background:#f6f6f6;padding:1em;overflow:auto}.note{color:#a00}img{max-width:100%}"""
+pre{background:#f6f6f6;padding:1em;overflow:auto}.note{color:#a00}img{max-width:100%}
+.figure{max-width:100%;overflow-x:auto}.figure .plotly-graph-div{max-width:100%}"""
 
 
-def _render(study: optuna.Study, sections: list[Section], storage_url: str) -> str:
+def _render(study: optuna.Study, sections: list[Section], storage_url: str,
+            linked: Any = None) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>losstune report: "
              f"{html.escape(study.study_name)}</title><style>{_CSS}</style></head><body>"]
     names = study.metric_names or ["value"]
@@ -318,6 +426,9 @@ def _render(study: optuna.Study, sections: list[Section], storage_url: str) -> s
     for t in study.get_trials(deepcopy=False):
         counts[t.state] += 1
     parts.append(f"<h1>Study {html.escape(study.study_name)}</h1>")
+    if linked is not None:
+        parts.append(f"<p><strong>{html.escape(linked.description.capitalize())}</strong>"
+                     "</p>")
     parts.append(f"<p>Objective: validation {html.escape(', '.join(names))} "
                  f"({', '.join(d.name.lower() for d in study.directions)}). Trials: "
                  + ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items() if n)
@@ -332,9 +443,12 @@ def _render(study: optuna.Study, sections: list[Section], storage_url: str) -> s
         for fig in section.figures:
             parts.append(f"<h3>{html.escape(fig.title)}</h3>")
             if fig.plotly is not None:
-                parts.append(fig.plotly.to_html(full_html=False,
-                                                include_plotlyjs=True if first_plot else False,
-                                                div_id=f"fig-{fig.slug}"))
+                # fit the page: no fixed pixel width (Optuna's slice plot sets one per panel)
+                fig.plotly.update_layout(width=None, autosize=True)
+                parts.append("<div class='figure'>" + fig.plotly.to_html(
+                    full_html=False, include_plotlyjs=True if first_plot else False,
+                    div_id=f"fig-{fig.slug}", default_width="100%",
+                    config={"responsive": True}) + "</div>")
                 first_plot = False
             if fig.png:
                 parts.append(f"<p><a href='{fig.png}'>PNG</a></p>")
@@ -359,7 +473,7 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
     import matplotlib
 
     matplotlib.use("Agg")
-    from losstune.studies.store import get_study, resolve_url
+    from losstune.studies.store import get_study, linked_study, resolve_url
 
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -383,17 +497,22 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
         fig_dir = tmp / "figures"
         fig_dir.mkdir()
         step = progress or (lambda _msg: None)
-        step("whole-study figures")
-        sections = _study_sections(study, fig_dir)
-        step("per-loss figures")
-        sections += _per_loss_sections(study, fig_dir)
-        step("loss-term curves")
-        sections.append(_term_section(study, fig_dir))
-        step("confirmation and class groups")
-        for extra in (_confirm_section(study, fig_dir), _groups_section(study, fig_dir)):
-            if extra is not None:
-                sections.append(extra)
-        (tmp / "index.html").write_text(_render(study, sections, url), encoding="utf-8")
+        linked = linked_study(study.user_attrs)
+        if linked is not None:
+            sections = [_linked_section(study, linked)]
+        else:
+            step("whole-study figures")
+            sections = _study_sections(study, fig_dir)
+            step("per-loss figures")
+            sections += _per_loss_sections(study, fig_dir)
+            step("loss-term curves")
+            sections.append(_term_section(study, fig_dir))
+            step("confirmation and class groups")
+            for extra in (_confirm_section(study, fig_dir), _groups_section(study, fig_dir)):
+                if extra is not None:
+                    sections.append(extra)
+        (tmp / "index.html").write_text(_render(study, sections, url, linked),
+                                        encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

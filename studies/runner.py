@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -152,10 +153,6 @@ NOTE_DESCRIPTION_CHARS = 2000
 
 def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
     """A Markdown note for optuna-dashboard's study page (best effort)."""
-    try:
-        from optuna_dashboard import save_note
-    except ImportError:
-        return
     from losstune.objectives.errors import short_text
 
     # the note is a summary: a long description stays in full in the `description` attribute
@@ -170,8 +167,19 @@ def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
              "(test metrics are user attributes, never used for selection)",
              f"* budget: {spec.n_trials} finished trials; created by losstune "
              f"{losstune_version()}"]
+    save_dashboard_note(study, "\n".join(lines), url, spec.storage)
+
+
+def save_dashboard_note(study: optuna.Study, markdown: str, url: str,
+                        *extra_urls: str | None) -> None:
+    """Save ``markdown`` (passwords of ``url`` and ``extra_urls`` removed) as the study's
+    optuna-dashboard note; best effort: a note never breaks a run."""
     try:
-        save_note(study, scrub_text("\n".join(lines), url, spec.storage))
+        from optuna_dashboard import save_note
+    except ImportError:
+        return
+    try:
+        save_note(study, scrub_text(markdown, url, *extra_urls))
     except Exception:  # noqa: BLE001 - a note must never break a run
         logger.debug("could not save the dashboard note", exc_info=True)
 
@@ -489,6 +497,26 @@ def sampler_seed(seed: int, n_existing: int, worker_index: int) -> int:
     return (seed + 1_000_003 * n_existing + 7_919 * worker_index) % (2**31 - 1)
 
 
+class FailedTrialLogFilter(logging.Filter):
+    """Drops Optuna's ``Trial N failed with ...`` warnings (and their traceback) while Optuna
+    logs at WARNING or above: losstune prints one line per failed trial with its stored reason
+    instead. With ``-v`` (Optuna at INFO or DEBUG) they pass, traceback included."""
+
+    PATTERN = re.compile(r"Trial \d+ failed with ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger("optuna").getEffectiveLevel() < logging.WARNING:
+            return True
+        return not (isinstance(record.msg, str) and self.PATTERN.match(record.msg))
+
+
+def quiet_failed_trial_tracebacks() -> None:
+    """Install :class:`FailedTrialLogFilter` on Optuna's optimisation logger (once)."""
+    target = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, FailedTrialLogFilter) for f in target.filters):
+        target.addFilter(FailedTrialLogFilter())
+
+
 def run_worker(
     spec: StudySpec,
     url: str,
@@ -515,6 +543,7 @@ def run_worker(
 
         import_plugin_modules(spec.plugins)
     stop = StopFlag() if stop is None else stop
+    quiet_failed_trial_tracebacks()
     storage = open_storage(url, spec)
     study = optuna.load_study(study_name=spec.name, storage=storage)
     study.sampler = make_sampler(spec.sampler.name, spec.sampler.args,

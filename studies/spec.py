@@ -881,4 +881,8 @@ def load_study_file(path: str | Path, *, check_data: bool = True) -> tuple[Study
     """Read and validate a study file; returns the spec and the file's text."""
     text = read_study_text(path)
     data = load_study_text(text, source=str(path))
+    if isinstance(data, dict) and data.get("plugins"):
+        from losstune.objectives.plugins import add_plugin_folder
+
+        add_plugin_folder(Path(path).parent)  # plugin modules beside the study file
     return parse_study(data, source=str(path), check_data=check_data), text

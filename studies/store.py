@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +103,73 @@ def study_names(storage: str | None = None) -> list[str]:
 
 def _names(st: Any) -> list[str]:
     return [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)]
+
+
+#: Study attribute of a ``<study>--confirm`` study (:mod:`losstune.studies.confirm`): the name
+#: of the study whose best trials it re-trains.
+CONFIRMS_ATTR = "confirms"
+#: Study attribute of a suite's ``<suite>--runs`` study (:mod:`losstune.studies.suite`): the
+#: suite's name.
+SUITE_ATTR = "suite"
+
+
+@dataclass(frozen=True)
+class LinkedStudy:
+    """A study that losstune writes next to a search study: not a search of its own.
+
+    Attributes:
+        kind: ``"confirm"`` (the per-seed runs of ``losstune confirm``) or ``"runs"`` (the
+            evaluation runs of ``losstune suite``).
+        source: the confirmed study, or the suite.
+    """
+
+    kind: str
+    source: str
+
+    @property
+    def description(self) -> str:
+        """One phrase for listings: ``confirmation runs of study 'tiny'``."""
+        if self.kind == "confirm":
+            return f"confirmation runs of study {self.source!r}"
+        return f"evaluation runs of suite {self.source!r}"
+
+
+def linked_study(user_attrs: Mapping[str, Any]) -> LinkedStudy | None:
+    """What a study with these user attributes is, when losstune wrote it as the linked
+    study of another (``<study>--confirm``, ``<suite>--runs``); None for a search study."""
+    source = user_attrs.get(CONFIRMS_ATTR)
+    if isinstance(source, str) and source:
+        return LinkedStudy("confirm", source)
+    suite = user_attrs.get(SUITE_ATTR)
+    if isinstance(suite, str) and suite and "study_file" not in user_attrs:
+        return LinkedStudy("runs", suite)
+    return None
+
+
+def search_study_names(storage: str | None = None) -> list[str]:
+    """Names of the search studies in an existing storage (linked studies left out)."""
+    st = open_storage_ro(storage)
+    return [s.study_name for s in optuna.get_all_study_summaries(st, include_best_trial=False)
+            if linked_study(s.user_attrs) is None]
+
+
+def only_study(storage: str | None = None, *, command: str = "show") -> str:
+    """The name of the one search study in the storage, for commands given no study name.
+
+    Raises:
+        StudyNotFoundError: the storage holds no search study, or several (the message lists
+            them).
+    """
+    names = search_study_names(storage)
+    where = storage_pkg.mask_url(resolve_url(storage))
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise StudyNotFoundError(f"no study in {where}; run `losstune run STUDY.yaml` first")
+    raise StudyNotFoundError(
+        f"{len(names)} studies in {where}: {', '.join(sorted(names))}; name one, e.g. "
+        f"`losstune {command} {sorted(names)[0]}`"
+    )
 
 
 def get_study(name: str, storage: str | None = None) -> optuna.Study:

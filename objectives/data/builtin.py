@@ -122,7 +122,8 @@ for _info in (
         source="user files",
         loader_options=files.FILE_OPTIONS,
         check=files.check_file_options,
-        tags=("task-from-data",),  # single- or multi-label: decided by the label values
+        # single- or multi-label: decided by the label values; user data: splits checked
+        tags=("task-from-data", "user-data"),
     ),
     DatasetInfo(
         name="reuters21578",

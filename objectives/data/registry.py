@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from losstune.objectives.data.splits import split_off, subset
 from losstune.objectives.errors import LosstuneError
 from losstune.objectives.registry import Registry
 from losstune.objectives.registry import unknown_name_message as unknown_name_message
+
+logger = logging.getLogger(__name__)
 
 
 class DatasetError(LosstuneError, ValueError):
@@ -60,6 +63,9 @@ class DatasetInfo:
         loader_options: option names the loader itself accepts (e.g. a file path).
         check: ``check(loader_options)`` validates those options cheaply (types, files exist)
             when a study file is loaded, before any trial runs; raises :class:`DatasetError`.
+        tags: free-form markers: ``task-from-data`` (single- or multi-label decided by the
+            labels), ``user-data`` (the user's own files: :func:`load_dataset` warns when its
+            splits share documents).
     """
 
     name: str
@@ -220,6 +226,33 @@ def load_dataset(name: str, options: Mapping[str, Any] | None = None) -> TextDat
         notes=raw.notes,
         source_options=options,
     )
+    if "user-data" in info.tags:
+        _warn_shared_documents(dataset)
     with _cache_lock:
         _cache[key] = dataset
     return dataset
+
+
+def shared_documents(dataset: TextDataset) -> dict[str, int]:
+    """Documents of a later split whose exact text is in an earlier one: ``{"val/train": n,
+    "test/train": n, "test/val": n}`` (pairs with none left out)."""
+    train, val = set(dataset.train.texts), set(dataset.val.texts)
+    counts = {
+        "val/train": sum(1 for t in dataset.val.texts if t in train),
+        "test/train": sum(1 for t in dataset.test.texts if t in train),
+        "test/val": sum(1 for t in dataset.test.texts if t in val and t not in train),
+    }
+    return {k: v for k, v in counts.items() if v}
+
+
+def _warn_shared_documents(dataset: TextDataset) -> None:
+    """User data whose splits share documents: say how many (once per loaded dataset), since
+    validation and test scores of such splits are inflated."""
+    shared = shared_documents(dataset)
+    if shared:
+        logger.warning(
+            "dataset %r: %d document(s) of its splits also appear in another split (%s); "
+            "validation and test scores count them as unseen; make the splits disjoint",
+            dataset.name, sum(shared.values()),
+            ", ".join(f"{k} {v}" for k, v in shared.items()),
+        )

@@ -60,6 +60,11 @@ class TextEncoder(abc.ABC):
         """Token ids ``(n, max_length)`` int32 (0 = padding) and a ``(n, max_length)`` mask."""
         raise NotImplementedError(f"encoder {self.name!r} does not produce token ids")
 
+    def count_truncated(self, texts: Sequence[str]) -> int | None:
+        """How many of ``texts`` are longer than ``max_length`` in this encoder's own tokens,
+        so that it encodes only their beginning (None: the encoder cannot tell)."""
+        return None
+
     def token_vectors(self) -> np.ndarray | None:
         """Pretrained vectors for the first rows of the id space, or None (learn them)."""
         return None

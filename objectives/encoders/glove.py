@@ -181,6 +181,9 @@ class GloveEncoder(TextEncoder):
     def table(self) -> GloveTable:
         return glove_vectors(self.vocab_size)
 
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        return sum(1 for t in texts if len(tokenize(t)) > self.max_length)
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         table = self.table()
         out = np.zeros((len(texts), GLOVE_DIM), dtype=np.float32)

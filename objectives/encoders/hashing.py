@@ -39,6 +39,9 @@ class HashingEncoder(TextEncoder):
     def identity(self) -> dict[str, Any]:
         return {"encoder": self.name, "dim": self._dim, "max_length": self.max_length, "v": 1}
 
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        return sum(1 for t in texts if len(t.split()) > self.max_length)
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         from sklearn.feature_extraction.text import HashingVectorizer
         from sklearn.random_projection import SparseRandomProjection

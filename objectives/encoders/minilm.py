@@ -109,6 +109,18 @@ class MiniLMEncoder(TextEncoder):
                 )
         return states, mask
 
+    def count_truncated(self, texts: Sequence[str]) -> int:
+        """Texts whose word pieces, [CLS] and [SEP] included, exceed ``max_length`` (the
+        transformer sees only the first ``max_length``)."""
+        tokenizer = minilm_tokenizer()
+        cut = 0
+        for start in range(0, len(texts), 1024):
+            chunk = list(texts[start : start + 1024])
+            ids = tokenizer(chunk, truncation=False, add_special_tokens=True,
+                            return_attention_mask=False, verbose=False)["input_ids"]
+            cut += sum(1 for row in ids if len(row) > self.max_length)
+        return cut
+
     @property
     def num_ids(self) -> int:
         return 30522  # BERT uncased word pieces

@@ -346,6 +346,21 @@ def _describe_runs_study(runs: optuna.Study, suite: Suite, url: str) -> None:
             runs.set_user_attr("git_commit", commit)
         with storage_pkg.quiet_experimental():
             runs.set_metric_names(["val_objective"])
+        _runs_note(runs, suite, url)
+
+
+def _runs_note(runs: optuna.Study, suite: Suite, url: str) -> None:
+    """The dashboard note of ``<suite>--runs``: what its trials are (not a search)."""
+    from losstune.studies.runner import save_dashboard_note
+
+    save_dashboard_note(runs, "\n".join([
+        f"# {runs.study_name}",
+        "",
+        f"**Evaluation runs of suite `{suite.name}`** (`losstune suite`), not a search: one "
+        "trial per (arm, dataset, holdout, seed), with user attributes `arm`, `dataset`, "
+        "`split`, `seed` and the test metrics; the value is the validation metric. The "
+        "suite's tables (mean ± 95% CI, paired tests, verdicts) are in its RESULTS.md.",
+    ]), url)
 
 
 def _plan(suite: Suite, todo: list[Unit], storage: Any, runs: optuna.Study,

@@ -130,3 +130,44 @@ def test_unknown_loss_in_choices() -> None:
 def test_loss_both_primary_and_auxiliary_rejected() -> None:
     with pytest.raises(SpaceError, match="both"):
         SearchSpace.build(losses=["ce", "bce"], auxiliary=["bce"])
+
+
+# ranges that the step does not divide: Optuna says it trims them, and so does the default
+@pytest.mark.filterwarnings("ignore:The distribution is specified by")
+def test_shown_default_is_moved_into_the_overridden_space_and_is_the_baseline(
+        tmp_path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from losstune.studies.cli import cli
+    from tests.conftest import tiny_study
+
+    overrides = {
+        "train.lr": {"low": 0.05, "high": 0.09},          # default 0.01: below the range
+        "train.epochs": {"low": 30, "high": 40, "step": 4},  # default 20 -> 30
+        "train.weight_decay": {"low": 0.0, "high": 1e-3, "step": 3e-4, "log": False},
+        "train.batch_size": [100, 256],                   # default 64: nearest choice 100
+        "loss.focal.gamma": {"low": 0.0, "high": 1.0, "step": 0.3},  # default 2.0 -> 0.9
+        "model.dropout": 0.25,                            # fixed: its value
+    }
+    space = build(overrides=overrides)
+    shown = {p.name: p.effective_default() for p in space.params}
+    assert shown["train.lr"] == 0.05 and shown["train.epochs"] == 30
+    assert shown["train.weight_decay"] == 0.0  # 1e-4 snaps to the step grid
+    assert shown["train.batch_size"] == 100 and shown["model.dropout"] == 0.25
+    assert shown["loss.focal.gamma"] == pytest.approx(0.9)
+    base = space.baseline("focal")
+    for name, value in base.items():
+        assert value == (shown[name] if name != "loss.name" else "focal"), name
+        assert space.get(name).dist.contains(value), name
+    # Optuna takes every baseline value as it is (on the step grid, inside the range)
+    trial = optuna.trial.FixedTrial(base)
+    assert space.sample(trial) == {**base, "model.dropout": 0.25}
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(tiny_study(space=overrides)))
+    table = CliRunner().invoke(cli, ["space", str(path)]).output
+    row = next(line for line in table.splitlines() if "train.lr " in line)
+    assert "0.05" in row and "0.01" not in row
+    row = next(line for line in table.splitlines() if "train.batch_size" in line)
+    assert "100" in row and " 64 " not in row

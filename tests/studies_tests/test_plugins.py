@@ -222,3 +222,52 @@ def test_notebook_api_round_trip(sqlite_url: str, tmp_path: Path) -> None:
     assert spec2.name == "quickstart"
     rows = api.list_studies(sqlite_url)
     assert [r.name for r in rows] == ["nb"]
+
+
+def test_a_module_beside_the_study_file_that_registers_nothing_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import uuid
+
+    name = f"silent_plugin_{uuid.uuid4().hex[:8]}"
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    (folder / f"{name}.py").write_text("VALUE = 1  # defines a loss nowhere\n")
+    study = folder / "s.yaml"
+    study.write_text(yaml.safe_dump(tiny_study(plugins=[name])))
+    monkeypatch.chdir(tmp_path)  # not the study's folder
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        with caplog.at_level(logging.WARNING):
+            api.load_study(study)  # found beside the study file; the study itself is valid
+    finally:
+        sys.modules.pop(name, None)
+    assert str(folder) in sys.path
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"imported {name} but it registered no loss, model, encoder or "
+                            "dataset") for m in messages), messages
+
+
+def test_shipped_example_through_plugins_from_another_folder(tmp_path: Path) -> None:
+    """examples/own_loss without installing it: its module beside a study file that lists it
+    under ``plugins:``, run from an unrelated working directory in a fresh process."""
+    import shutil
+
+    folder = tmp_path / "my_study"
+    shutil.copytree(REPO / "examples" / "own_loss" / "losstune_asym_focal",
+                    folder / "losstune_asym_focal")
+    study = tiny_study(n_trials=1, name="asym_plugins", plugins=["losstune_asym_focal"],
+                       loss={"choices": ["asym_focal"], "baseline": True},
+                       eval={"rule": "argmax"})
+    (folder / "asym.yaml").write_text(yaml.safe_dump(study))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    out = subprocess.run([sys.executable, "-m", "losstune.studies.cli", "run",
+                          str(folder / "asym.yaml"), "--storage", url, "--no-progress"],
+                         capture_output=True, text=True, cwd=elsewhere, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "registered no loss" not in out.stderr
+    trial = optuna.load_study(study_name="asym_plugins", storage=url).trials[0]
+    assert trial.params["loss.name"] == "asym_focal" and trial.state.name == "COMPLETE"
+    assert trial.params["loss.asym_focal.gamma_neg"] == 4.0  # the paper default, trial 0

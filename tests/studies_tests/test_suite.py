@@ -23,6 +23,7 @@ from losstune.objectives.data.registry import DEFAULT_SPLIT_SEED
 from losstune.storage import get_storage
 from losstune.studies import api
 from losstune.studies.cli import cli
+from losstune.studies.report import write_report
 from losstune.studies.runner import StudyMismatchError
 from losstune.studies.stats import holm, paired_test, t_interval, verdict
 from losstune.studies.suite.outputs import fmt_cell, fmt_diff, fmt_p
@@ -157,6 +158,19 @@ def test_tiny_suite_end_to_end(tmp_path: Path, sqlite_url: str) -> None:
     # --markdown: the same report with links relative to its own folder
     copy = md.read_text()
     assert "](../out/forest.png)" in copy and "](forest.png)" in text
+
+    # ------------------------------------------------------------- linked studies are marked
+    listed = {r.name: r.linked for r in api.list_studies(sqlite_url)}
+    assert listed["tiny-suite--runs"].description == "evaluation runs of suite 'tiny-suite'"
+    assert listed["tiny-suite.ce.synth--confirm"].source == "tiny-suite.ce.synth"
+    assert listed["tiny-suite.ce.synth"] is None
+    from optuna_dashboard import get_note
+
+    runs_study = optuna.load_study(study_name="tiny-suite--runs", storage=get_storage(sqlite_url))
+    assert "Evaluation runs of suite `tiny-suite`" in get_note(runs_study)
+    page = write_report("tiny-suite--runs", tmp_path / "runs-report",
+                        storage=sqlite_url).read_text()
+    assert "Evaluation runs of suite" in page and "<th>arm</th>" in page
 
     # ------------------------------------------------------------- a rerun does nothing new
     again = api.run_suite(path, storage=sqlite_url, output=out, console=Console(quiet=True))

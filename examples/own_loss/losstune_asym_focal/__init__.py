@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from losstune.objectives.extend import BaseLoss, Batch, ModelOutputs, check
+from losstune.objectives.extend import BaseLoss, Batch, ModelOutputs, check, register_loss
 from losstune.search_spaces import FloatDist, register_loss_space
 
 __all__ = ["AsymmetricFocalLoss", "asymmetric_focal"]
@@ -76,6 +76,11 @@ class AsymmetricFocalLoss(BaseLoss):
     def forward(self, outputs: ModelOutputs, batch: Batch) -> torch.Tensor:
         return self.compute(outputs.logits, batch.y_multi)
 
+
+# Registered on import too, so that `plugins: [losstune_asym_focal]` in a study file works
+# without installing the package (the module beside the study file); registering the same class
+# again through the entry point changes nothing.
+register_loss(AsymmetricFocalLoss)
 
 # The default search space travels with the plugin, as the built-in losses' do.
 register_loss_space("asym_focal", {
