@@ -2,8 +2,9 @@
 
 ``LOSS_SPACES[name]`` maps constructor keyword arguments of ``LOSSES[name]`` to distributions; the
 parameter stored in a study is ``loss.<name>.<arg>``. Defaults are the constructor's (the paper's)
-values; ranges follow ../shared/research/seed_losses.md. Pure scales (``loss_weight``) and the
-reference focal alpha are left out: with Adam they mostly change the effective learning rate.
+values; ranges cover the values the papers and their code used (docs/losses.md). Pure scales
+(``loss_weight``) and the reference focal alpha are left out: with Adam they mostly change the
+effective learning rate.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _MAP_BETA = FloatDist(1.0, 20.0)
 _MAP_MU = FloatDist(0.05, 2.0, log=True)  # Reuters 0.9, PubMed 0.05; narrow per dataset
 _KAPPA = FloatDist(0.0, 0.2)
 _LAM = FloatDist(1.0, 5.0)
-# Metric learning (seed_losses.md §3.5). ArcFace margin in degrees, the unit of PML 2.x's
+# Metric learning: ArcFace margin in degrees, the unit of PML 2.x's
 # ArcFaceLoss: 0.1-0.5 rad.
 _ARC_MARGIN = FloatDist(round(math.degrees(0.1), 2), round(math.degrees(0.5), 2))
 
@@ -45,14 +46,14 @@ LOSS_SPACES: dict[str, dict[str, Distribution]] = {
     },
     "arcface": {"margin": _ARC_MARGIN, "scale": FloatDist(8.0, 64.0, log=True)},
     "space": {"m1": FloatDist(0.0, 1.0), "m2": FloatDist(0.0, 1.0)},
-    # G-Loss (§2.3): the LoG code's Optuna space; sigma log-scaled over its [0.1, 10].
+    # G-Loss: the reference code's own Optuna space; sigma log-scaled over its [0.1, 10].
     "g_loss": {
         "sigma": FloatDist(0.1, 10.0, log=True),
         "gamma": FloatDist(0.5, 0.9, step=0.1),
         "lam": FloatDist(0.5, 0.9, step=0.1),
         "variant": FixedDist("paper"),  # override with `faithful` or [paper, faithful]
     },
-    # LatentG (§1.6): alpha and beta in [0, 1]; gamma is the reconstruction MSE weight.
+    # LatentG: alpha and beta in [0, 1]; gamma is the reconstruction MSE weight.
     "latent_guidance": {
         "alpha": FloatDist(0.0, 1.0),
         "beta": FloatDist(0.0, 1.0),
@@ -64,11 +65,12 @@ LOSS_SPACES: dict[str, dict[str, Distribution]] = {
 }
 
 #: Range of ``weight.<term>`` for auxiliary terms (log scale: only ratios matter); wide enough
-#: to hold the papers' relative weights (seed 002: triplet 2.67, ArcFace 3 times CE).
+#: to hold the papers' relative weights (the emotion study's best run: triplet 2.67, ArcFace 3
+#: times CE).
 AUX_WEIGHT = FloatDist(1e-2, 10.0, log=True)
 #: Paper default weights of auxiliary terms, for the baseline trial (clipped into the range).
 AUX_WEIGHT_DEFAULTS: dict[str, float] = {
-    # seed 002's best run, CE 0.15 / triplet 0.4 / ArcFace 0.45, rescaled so that CE weighs 1
+    # the emotion study's best run, CE 0.15 / triplet 0.4 / ArcFace 0.45, rescaled so CE is 1
     "triplet": 0.4 / 0.15,
     "arcface": 0.45 / 0.15,
     # space-model README tables: inter 0.2, intra 0.001 (next to CE with weight 1)

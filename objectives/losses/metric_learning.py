@@ -1,16 +1,16 @@
 """Deep-metric-learning terms: thin adapters over pytorch-metric-learning (PML).
 
-The seed study (KoBERT + CE + triplet + ArcFace for fine-grained emotion recognition, seed 002)
-combines ``r_ce * CE + r_tri * triplet + r_arc * ArcFace`` on a projected sentence embedding. Here
-CE is the ``ce`` loss, and the two metric terms below are added as auxiliary terms of a weighted
-sum (``loss.auxiliary: [triplet, arcface]`` in a study file, weights ``weight.triplet`` and
-``weight.arcface``). The maths is PML's; these classes only choose its parts, check the knobs and
-read ``outputs.embeddings``.
+The fine-grained emotion-recognition study this family comes from (KoBERT + CE + triplet + ArcFace;
+docs/references.md) combines ``r_ce * CE + r_tri * triplet + r_arc * ArcFace`` on a projected
+sentence embedding. Here CE is the ``ce`` loss, and the two metric terms below are added as
+auxiliary terms of a weighted sum (``loss.auxiliary: [triplet, arcface]`` in a study file, weights
+``weight.triplet`` and ``weight.arcface``). The maths is PML's; these classes only choose its
+parts, check the knobs and read ``outputs.embeddings``.
 
-Changed from the seed code on purpose (see seed_losses.md §3.7): the ArcFace class proxies are
-parameters of the loss and are trained with the model (the trainer optimises every parameter of
-the loss); the seed never added them to its optimiser. Triplets come from PML's miners instead of
-the seed's hand-built tuple, whose negatives skipped class 5.
+Changed from the reference code on purpose: the ArcFace class proxies are parameters of the loss
+and are trained with the model (the trainer optimises every parameter of the loss); the
+reference never added them to its optimiser. Triplets come from PML's miners instead of the
+reference's hand-built tuple, whose negatives skipped one class.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The LatentG teacher: trained once per (dataset, encoder, teacher settings), cached by row.
 
-Pipeline (seed_losses.md §1.4, with upstream pitfalls 6 and 8 fixed):
+Pipeline (the reference training script's, with two of its flaws fixed: selection on the test
+set, and rows misaligned by shuffled batches):
 
 1. the teacher, a ``dual_textcnn``, is trained on the training split with
    ``CE(logits, y) + recon_weight * MSE(reconstruction, x)``; the epoch with the lowest

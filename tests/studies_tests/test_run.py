@@ -25,7 +25,7 @@ def test_run_reaches_budget_then_tops_up_then_nothing_to_do(sqlite_url: str) -> 
     assert s.started_here == 0 and s.stopped_reason == "nothing to do"
 
 
-def test_trial_attributes_follow_the_conventions(sqlite_url: str) -> None:
+def test_trial_attributes_follow_the_schema(sqlite_url: str) -> None:
     run(tiny_study(n_trials=2), sqlite_url)
     study = optuna.load_study(study_name="tiny", storage=sqlite_url)
     assert study.metric_names == ["macro_f1"]

@@ -1,8 +1,8 @@
 """The balanced BCE family (bce, focal, cb, r_focal, ntr_focal, db_no_focal, cb_ntr, db).
 
 Each loss is recomputed entry by entry with Python floats (float64) from the formulas in
-Huang et al. (2021) / seed_losses.md §5.2, compared with the research file's reference vectors
-(§6.1), and checked on degenerate settings and edge cases.
+Huang et al. (2021), compared with the reference values of docs/references.md (the balanced-loss
+toy problem), and checked on degenerate settings and edge cases.
 """
 
 from __future__ import annotations
@@ -87,13 +87,13 @@ def loop_loss(
     return loss_weight * total / n
 
 
-# The research file's toy problem (§6.1), Reuters parameters.
+# The balanced-loss toy problem of docs/references.md, Reuters parameters.
 Z = [[1.0, -0.5, 0.2], [-1.0, 0.3, 2.0]]
 Y = [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
 COUNTS = [100.0, 10.0, 2.0]
 N_TRAIN = 200
 
-# name -> (constructor, loop settings, reference value from seed_losses.md §6.1)
+# name -> (constructor, loop settings, reference value from docs/references.md)
 FAMILY = {
     "bce": (lambda: BCELoss(), {}, 0.730004),
     "focal": (lambda: FocalLoss(), {"gamma": 2.0}, 0.165381),
@@ -130,7 +130,7 @@ def test_reference_vector(name: str) -> None:
 def test_loop_recomputation_toy(name: str) -> None:
     make, settings, expected = FAMILY[name]
     looped = loop_loss(Z, Y, counts=COUNTS, n_train=N_TRAIN, **settings)
-    assert looped == pytest.approx(expected, abs=1e-6)  # the loop reproduces §6.1 too
+    assert looped == pytest.approx(expected, abs=1e-6)  # the loop reproduces the reference too
     assert float(make().compute(_t(Z), _t(Y))) == pytest.approx(looped, abs=1e-6)
 
 

@@ -15,7 +15,7 @@ from losstune.objectives.losses import LOSSES, GLoss
 from losstune.objectives.losses.g_loss import label_mask, propagate_labels, propagation_matrix
 from losstune.objectives.training import run_trial
 
-# seed_losses.md §6.2: four labelled and two unlabelled embeddings, C = 2
+# The G-Loss toy problem of docs/references.md: four labelled and two unlabelled embeddings, C = 2
 EMB = torch.tensor([[1, 0.1], [0.9, 0.3], [0.1, 1], [-0.2, 0.9], [0.8, 0.2], [0, 1]],
                    dtype=torch.float64)
 LABELS = torch.tensor([0, 0, 1, 1, 0, 1])

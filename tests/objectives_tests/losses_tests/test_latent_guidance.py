@@ -1,8 +1,8 @@
 """LatentG ("latent_guidance", fixed) and the repository's "tversky" and "dice" losses.
 
-The LatentG checks adapt seed_losses.md §6.4's property tests to the fixed version: the
-distance term is no longer a zero sum of z-scores, the guidance term now has a gradient, and
-epoch 0 is still CE + gamma * MSE exactly.
+The LatentG checks adapt the reference code's property tests (docs/references.md) to the fixed
+version: the distance term is no longer a zero sum of z-scores, the guidance term now has a
+gradient, and epoch 0 is still CE + gamma * MSE exactly.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def test_matches_explicit_loop(progress: float) -> None:
 
 
 def test_epoch_zero_is_ce_plus_reconstruction_exactly() -> None:
-    """§6.4 property 2, unchanged by the fix."""
+    """At epoch 0 the loss is CE + gamma * MSE exactly, unchanged by the fix."""
     t = _tensors()
     loss = LatentGuidanceLoss()
     loss.on_epoch_start(0, 10)
@@ -103,8 +103,8 @@ def test_epoch_ramp_follows_on_epoch_start() -> None:
 
 
 def test_distance_term_is_not_a_zero_sum() -> None:
-    """§6.4 property 1 described the bug: a sum of z-scores is ~0. The fixed term is the mean
-    Euclidean distance, non-zero and finite even for a batch of one."""
+    """The reference's distance term was the bug: a sum of z-scores is ~0. The fixed term is
+    the mean Euclidean distance, non-zero and finite even for a batch of one."""
     t = _tensors(b=6, grad=False)
     d = torch.linalg.vector_norm(t["logits"] - t["teacher_logits"], dim=1)
     upstream = ((d - d.mean()) / d.std()).sum()
@@ -143,7 +143,7 @@ def test_guidance_gradient_flows_into_the_latent() -> None:
 
 
 def test_no_clamp_so_large_losses_still_have_gradients() -> None:
-    """§6.4 property 4 described the reference's clamp to [0, 3]: above 3 every gradient was
+    """The reference clamped the guidance to [0, 3]: above 3 every gradient was
     zero. Without the clamp a large loss keeps its gradient."""
     t = _tensors()
     t["teacher_logits"] = t["teacher_logits"] + 20.0

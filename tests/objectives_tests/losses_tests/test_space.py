@@ -18,7 +18,8 @@ from losstune.objectives.models.outputs import ModelOutputs
 from losstune.objectives.models.space import SpaceHead, masked_token_mean
 from losstune.objectives.training import prepare_data, run_trial
 
-# seed_losses.md §6.3: K = 2 spaces, B = 2, L = 3, n = 2, pre-tanh activations, labels [0, 1]
+# The space-model toy problem of docs/references.md: K = 2 spaces, B = 2, L = 3, n = 2,
+# pre-tanh activations, labels [0, 1]
 PRE = [
     [[[0.5, -0.2], [1.0, 0.3], [0.0, 0.0]], [[-0.4, 0.9], [0.2, 0.1], [0.0, 0.0]]],
     [[[-0.3, 0.4], [0.6, -0.8], [0.0, 0.0]], [[0.7, 0.2], [-0.1, 0.5], [0.0, 0.0]]],
@@ -64,7 +65,7 @@ def loop_terms(c: list, y: list, mask: list, m1: float, m2: float, eps: float) -
 
 
 def test_reference_vectors_unmasked() -> None:
-    """§6.3 was computed over all tokens: a mask of ones reproduces it."""
+    """The reference values were computed over all tokens: a mask of ones reproduces them."""
     c, y = _ref()
     terms = SpaceLoss().compute(c, y, torch.ones(2, 3))
     assert float(terms["inter"]) == pytest.approx(0.921383, abs=1e-6)
