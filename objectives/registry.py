@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from losstune.objectives.errors import LosstuneError
+from losstune.objectives.errors import LosstuneError, short_repr
 
 T = TypeVar("T")
 
@@ -45,16 +45,27 @@ def is_valid_name(name: object) -> bool:
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
-def did_you_mean(name: str, valid: Iterable[str]) -> str:
-    """``" Did you mean 'x'?"`` for the closest of ``valid`` names, or ``""``."""
+#: Names longer than this get no "did you mean" (difflib is quadratic in the name's length).
+_SUGGEST_LIMIT = 200
+
+
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """``" Did you mean 'x'?"`` for the closest of ``valid`` names, or ``""`` (also for a name
+    that is not a string or is too long to compare)."""
+    if not isinstance(name, str) or len(name) > _SUGGEST_LIMIT:
+        return ""
     close = difflib.get_close_matches(name, list(valid), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def unknown_name_message(kind: str, name: str, valid: Iterable[str]) -> str:
-    """``Unknown <kind> 'x'; expected one of [...]. Did you mean 'y'?``"""
+def unknown_name_message(kind: str, name: object, valid: Iterable[str], *,
+                         path: str | None = None) -> str:
+    """``Unknown <kind> 'x'; expected one of [...]. Did you mean 'y'?``; with ``path`` (a field
+    of a study or suite file): ``<path>: unknown <kind> 'x'; ...``."""
     valid = list(valid)
-    return f"Unknown {kind} {name!r}; expected one of {sorted(valid)}.{did_you_mean(name, valid)}"
+    text = (f"unknown {kind} {short_repr(name)}; expected one of {sorted(valid)}."
+            f"{did_you_mean(name, valid)}")
+    return f"{path}: {text}" if path else text[0].upper() + text[1:]
 
 
 class PluginError(LosstuneError, RuntimeError):

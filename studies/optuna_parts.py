@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
+
+from losstune.objectives.registry import did_you_mean, unknown_name_message
 
 T = TypeVar("T")
 
@@ -63,8 +64,7 @@ def _check_args(kind: str, name: str, factory: Callable[..., Any], args: Mapping
             raise ValueError(f"{kind}.args.{key}: set by losstune (from the study's seed); "
                              "remove it from the study file")
         if key not in params:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, valid)
             raise ValueError(
                 f"{kind}.args: {name} takes no argument {key!r}.{hint} Valid: {', '.join(valid)}"
             )
@@ -98,10 +98,7 @@ def _matches(value: Any, names: list[str]) -> bool:
 def check_sampler(name: str, args: Mapping[str, Any], *, multi: bool) -> None:
     samplers = _samplers()
     if name not in samplers:
-        close = difflib.get_close_matches(name, list(samplers), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"sampler.name: unknown sampler {name!r}; expected one of "
-                         f"{sorted(samplers)}.{hint}")
+        raise ValueError(unknown_name_message("sampler", name, samplers, path="sampler.name"))
     if multi and name not in MULTI_OBJECTIVE_SAMPLERS:
         raise ValueError(f"sampler.name: {name!r} cannot optimise several metrics; use one of "
                          f"{sorted(MULTI_OBJECTIVE_SAMPLERS)}")
@@ -117,10 +114,7 @@ def check_sampler(name: str, args: Mapping[str, Any], *, multi: bool) -> None:
 def check_pruner(name: str, args: Mapping[str, Any]) -> None:
     pruners = _pruners()
     if name not in pruners:
-        close = difflib.get_close_matches(name, list(pruners), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"pruner.name: unknown pruner {name!r}; expected one of "
-                         f"{sorted(pruners)}.{hint}")
+        raise ValueError(unknown_name_message("pruner", name, pruners, path="pruner.name"))
     _check_args("pruner", name, pruners[name], args, set())
     if name in ("patient", "threshold") and not args:
         required = [n for n, p in inspect.signature(pruners[name]).parameters.items()

@@ -6,7 +6,6 @@ anything touches storage.
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from pydantic import (
 
 from losstune.objectives.config import DataConfig, EncoderConfig
 from losstune.objectives.errors import LosstuneError, short_repr, short_text
+from losstune.objectives.registry import did_you_mean, unknown_name_message
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 
@@ -645,11 +645,7 @@ def _import_plugins(modules: list[str]) -> None:
 
 
 def _unknown(path: str, kind: str, name: str, valid: list[str]) -> str:
-    close = (difflib.get_close_matches(name, valid, n=1)
-             if isinstance(name, str) and len(name) <= 200 else [])
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return (f"{path}: unknown {kind} {short_repr(name)}; expected one of {sorted(valid)}."
-            f"{hint}")
+    return unknown_name_message(kind, name, valid, path=path)
 
 
 # ---------------------------------------------------------------------- loading
@@ -702,8 +698,7 @@ def format_validation_error(exc: ValidationError, model: type[BaseModel] = None)
             owner = _model_at(model, loc)
             valid = sorted(owner.model_fields) if owner is not None else []
             key = str(loc[-1])
-            close = difflib.get_close_matches(key, valid, n=1) if len(key) <= 200 else []
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, valid)
             lines.append(f"{path}: unknown key {short_repr(key)}.{hint} Valid keys: "
                          f"{', '.join(valid)}")
         elif err["type"] == "missing":

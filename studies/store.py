@@ -7,7 +7,6 @@ Every module of :mod:`losstune.studies` that reads studies imports these from he
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import optuna
 
 import losstune.storage as storage_pkg
 from losstune.objectives.errors import LosstuneError
+from losstune.objectives.registry import did_you_mean
 
 if TYPE_CHECKING:
     from losstune.studies.spec import StudySpec
@@ -177,8 +177,7 @@ def get_study(name: str, storage: str | None = None) -> optuna.Study:
     st = open_storage_ro(storage)
     names = _names(st)
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, names)
         shown = ", ".join(sorted(names)) if names else "none"
         raise StudyNotFoundError(
             f"no study named {name!r} in {storage_pkg.mask_url(resolve_url(storage))}.{hint} "

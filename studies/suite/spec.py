@@ -9,7 +9,6 @@ trial configurations.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
 import re
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from losstune.objectives.config import DataConfig
 from losstune.objectives.errors import LosstuneError
+from losstune.objectives.registry import did_you_mean, unknown_name_message
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,59}$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,39}$")
@@ -205,9 +205,7 @@ def check_metric(where: str, name: str, rules: list[str]) -> None:
 
 
 def _unknown_text(path: str, kind: str, name: str, valid: list[str]) -> str:
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{path}: unknown {kind} {name!r}; expected one of {sorted(valid)}.{hint}"
+    return unknown_name_message(kind, name, valid, path=path)
 
 
 def _known(path: str, kind: str, name: str, valid: list[str]) -> None:
@@ -322,8 +320,7 @@ def _format(exc: ValidationError, model: type[BaseModel], prefix: str = "") -> s
             owner = _owner(model, loc)
             valid = sorted(owner.model_fields) if owner is not None else []
             key = str(loc[-1])
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(key, valid)
             path = ".".join(str(x) if not isinstance(x, int) else f"[{x}]" for x in loc)
             lines[i] = (f"{path.replace('.[', '[')}: unknown key {key!r}.{hint} Valid keys: "
                         f"{', '.join(valid)}")
