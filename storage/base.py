@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -243,10 +244,23 @@ def _prepare_sqlite(url: str) -> None:
         return
     if path.parent and not path.parent.exists():
         raise StorageError(f"folder {str(path.parent)!r} of SQLite storage does not exist")
-    with contextlib.closing(sqlite3.connect(path, timeout=60)) as con:
-        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
+    # Switching to WAL takes an exclusive lock, and SQLite answers "database is locked" at once
+    # (without its busy handler) when another process holds the file at that moment: retry.
+    # Losstune's own processes also switch under the schema lock (storage.rdb.shared_storage).
+    deadline = time.monotonic() + 60
+    delay = 0.01
+    while True:
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=60)) as con:
+                mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
 
 def parallel_hint(url: str, workers: int) -> str | None:

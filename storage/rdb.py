@@ -571,7 +571,8 @@ def shared_storage(url: str, settings: StorageSettings):  # noqa: ANN202
         return base
     engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
     if backend_of(url) == "sqlite":
-        _prepare_sqlite(url)
+        with _schema_lock(url, "sqlite"):
+            _prepare_sqlite(url)
         engine_kwargs["connect_args"] = {"timeout": settings.sqlite_timeout}
     else:
         engine_kwargs.update(pool_size=settings.pool_size, max_overflow=0,

@@ -35,6 +35,12 @@ def test_every_package_folder_is_installed() -> None:
         "losstune." + ".".join(init.parent.relative_to(REPO).parts)
         for folder in FOLDERS for init in (REPO / folder).rglob("__init__.py")
     }
+    # folders of package data (YAML files, no Python) are listed too, so that setuptools
+    # installs them without warning
+    on_disk |= {
+        "losstune." + ".".join(data.parent.relative_to(REPO).parts)
+        for folder in FOLDERS for data in (REPO / folder).rglob("*.yaml")
+    }
     assert on_disk - listed == set(), "add these packages to [tool.setuptools] packages"
     assert listed - on_disk == set(), "these listed packages have no folder"
 
