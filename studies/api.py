@@ -79,7 +79,7 @@ def study_from_dict(data: Mapping[str, Any]) -> tuple[StudySpec, str]:
 def run_suite(path: str | Path, *, storage: str | None = None, quick: bool = False,
               output: str | Path | None = None, markdown: str | Path | None = None,
               only: list[str] | tuple[str, ...] = (), console: Any = None, progress: bool = True,
-              command: str | None = None) -> Any:
+              command: str | None = None, workers: int = 1) -> Any:
     """Run (or resume) a suite file: search, confirm and choose each arm's configuration per
     dataset, train every chosen configuration on the same seeds x holdouts, and write
     RESULTS.md, results.csv, results.tex and forest.png (``losstune suite``; docs/suites.md).
@@ -87,7 +87,8 @@ def run_suite(path: str | Path, *, storage: str | None = None, quick: bool = Fal
     from losstune.studies.suite.runner import run_suite as _run_suite
 
     return _run_suite(path, storage=storage, quick=quick, output=output, markdown=markdown,
-                      only=only, console=console, progress=progress, command=command)
+                      only=only, console=console, progress=progress, command=command,
+                      workers=workers)
 
 
 def serve_storage_proxy(storage: str | None = None, *, host: str = "127.0.0.1",

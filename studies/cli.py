@@ -224,10 +224,14 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
               help="Also write RESULTS.md to this path (links relative to it).")
 @click.option("--only", "only", multiple=True, metavar="ARM",
               help="Run only this arm (repeatable); the tables show every arm stored so far.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes, each taking whole arm x dataset units; torch threads "
+                   "per worker: cores // workers (recorded in every run's config).")
 @click.option("--no-progress", is_flag=True, help="Plain lines instead of a progress bar.")
 @handle_errors
 def suite(suite_file: str, storage: str | None, quick: bool, output: str | None,
-          markdown: str | None, only: tuple[str, ...], no_progress: bool) -> None:
+          markdown: str | None, only: tuple[str, ...], workers: int,
+          no_progress: bool) -> None:
     """Run SUITE_FILE: search, confirm and pair every arm on every dataset, then write the
     paper's table (mean ± 95% CI per cell, paired tests, Holm, verdicts)."""
     import shlex
@@ -242,7 +246,8 @@ def suite(suite_file: str, storage: str | None, quick: bool, output: str | None,
     try:
         result = api.run_suite(suite_file, storage=storage, quick=quick, output=output,
                                markdown=markdown, only=list(only), console=console,
-                               progress=not no_progress, command=command)
+                               progress=not no_progress, command=command,
+                               workers=workers)
     except (SuiteInterrupted, KeyboardInterrupt) as exc:
         click.echo(f"\ninterrupted{': ' + str(exc) if str(exc) else ''}; everything finished "
                    "so far is stored: run the same command again to resume", err=True)

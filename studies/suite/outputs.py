@@ -242,7 +242,8 @@ def machine_text() -> str:
 
 # ---------------------------------------------------------------------- writers
 def write_outputs(suite: Suite, tables: SuiteTables, out_dir: Path, *, markdown: Path | None,
-                  storage: str, command: str, seconds: float) -> list[Path]:
+                  storage: str, command: str, seconds: float,
+                  invocations: list[dict[str, Any]] | None = None) -> list[Path]:
     """Write every output file; returns their paths (RESULTS.md first)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     files = [out_dir / "RESULTS.md", out_dir / "results.csv", out_dir / "results.tex"]
@@ -252,7 +253,8 @@ def write_outputs(suite: Suite, tables: SuiteTables, out_dir: Path, *, markdown:
     forest_note = draw_forest(suite, tables, forest)
     if forest_note is None:
         files.append(forest)
-    meta = run_metadata(suite, tables, storage=storage, command=command, seconds=seconds)
+    meta = run_metadata(suite, tables, storage=storage, command=command, seconds=seconds,
+                        invocations=invocations)
     _atomic(files[0], render_markdown(suite, tables, meta, md_dir=out_dir, out_dir=out_dir,
                                       forest_note=forest_note))
     if markdown is not None:
@@ -275,7 +277,8 @@ def _atomic(path: Path, text: str) -> None:
 
 
 def run_metadata(suite: Suite, tables: SuiteTables, *, storage: str, command: str,
-                 seconds: float) -> dict[str, str]:
+                 seconds: float,
+                 invocations: list[dict[str, Any]] | None = None) -> dict[str, str]:
     import losstune.storage as storage_pkg
     from losstune.studies.export import package_versions
     from losstune.studies.runner import git_commit, losstune_version
@@ -296,9 +299,24 @@ def run_metadata(suite: Suite, tables: SuiteTables, *, storage: str, command: st
         "studies": f"`{suite.runs_study}` (evaluation runs)" + (
             "; searches: " + ", ".join(f"`{n}`" for n in searches) if searches else "")
         + ("; confirmations: `<search>--confirm`" if searches else ""),
-        "wall time": f"{seconds:.1f} s for this command; the {n_runs} evaluation runs in the "
+        "wall time": f"{seconds:.1f} s for this command{_workers_text(invocations)}"
+                     f"{_invocations_text(invocations)}; the {n_runs} evaluation runs in the "
                      f"tables trained for {train_s:.1f} s in all",
     }
+
+
+def _workers_text(invocations: list[dict[str, Any]] | None) -> str:
+    workers = int(invocations[-1].get("workers", 1)) if invocations else 1
+    return f" ({workers} worker processes)" if workers > 1 else ""
+
+
+def _invocations_text(invocations: list[dict[str, Any]] | None) -> str:
+    """The suite's earlier invocations on this storage (a resumed suite, or one run in parts)."""
+    if not invocations or len(invocations) < 2:
+        return ""
+    total = sum(float(e.get("seconds", 0.0)) for e in invocations)
+    return (f"; {total:.1f} s over the {len(invocations)} invocations of the suite on this "
+            f"storage (first started {invocations[0].get('started', '?')})")
 
 
 def render_markdown(suite: Suite, tables: SuiteTables, meta: dict[str, str], *,

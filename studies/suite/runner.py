@@ -236,6 +236,7 @@ def run_suite(
     console: Any = None,
     progress: bool = True,
     command: str | None = None,
+    workers: int = 1,
 ) -> SuiteResult:
     """Run (or resume) the suite in ``path`` and write its tables. See docs/suites.md.
 
@@ -251,6 +252,9 @@ def run_suite(
         progress: show the progress bar on a terminal (False, or off a terminal: one plain
             line per phase and run).
         command: the command line to record in RESULTS.md.
+        workers: worker processes; each claims whole (arm, dataset) units, and every unit
+            runs in one process, so results do not depend on the number of workers. Torch
+            threads per worker: usable cores // workers (at least 1).
 
     Raises:
         SuiteFileError: the suite file or an argument is invalid (nothing ran, nothing written).
@@ -261,6 +265,8 @@ def run_suite(
     from losstune.studies.suite.outputs import build_tables, write_outputs
 
     started = time.time()
+    if workers < 1:
+        raise SuiteFileError(f"--workers must be at least 1, not {workers}")
     suite = load_suite(path, quick=quick)
     bad = [a for a in only if a not in suite.spec.arms]
     if bad:
@@ -305,19 +311,217 @@ def run_suite(
     try:
         with SuiteProgress(console, title=suite.name, total=total, completed=completed,
                            enabled=progress) as bar:
-            for unit in todo:
-                _run_unit(unit, suite=suite, url=url, storage=st, runs=runs,
-                          done_keys=done_keys, bar=bar, stop=stop)
+            if workers == 1:
+                for unit in todo:
+                    _run_unit(unit, suite=suite, url=url, storage=st, runs=runs,
+                              done_keys=done_keys, bar=bar, stop=stop)
+            else:
+                _run_workers(suite, todo, url=url, only=only, workers=workers, runs=runs,
+                             storage=st, bar=bar, stop=stop)
     finally:
         restore()
+        _record_invocation(runs, started=started, seconds=time.time() - started,
+                           workers=workers, only=only)
     seconds = time.time() - started
+    runs = optuna.load_study(study_name=suite.runs_study, storage=st)  # what workers stored
     tables = build_tables(suite, runs, not_run=not_run)
     files = write_outputs(suite, tables, out_dir, markdown=md_path, storage=url,
                           command=command or suite_command(suite, storage=storage, only=only),
-                          seconds=seconds)
+                          seconds=seconds, invocations=runs.user_attrs.get(INVOCATIONS_KEY))
     return SuiteResult(suite=suite, storage=storage_pkg.mask_url(url), output=out_dir,
                        files=files, tables=tables, not_run=not_run, seconds=seconds,
                        ran_units=len(todo), notes=list(suite.notes))
+
+
+# ---------------------------------------------------------------------- worker processes
+#: Study user attribute of ``<suite>--runs``: the invocations of the suite command on this
+#: storage (start, seconds, workers, --only), so RESULTS.md can state the wall time of a suite
+#: that was resumed or run in parts.
+INVOCATIONS_KEY = "invocations"
+#: ``claim.<arm>.<dataset>`` on ``<suite>--runs``: the invocation whose worker took the unit.
+CLAIM_PREFIX = "claim."
+
+
+def _record_invocation(runs: optuna.Study, *, started: float, seconds: float, workers: int,
+                       only: Sequence[str]) -> None:
+    import datetime as _dt
+
+    try:
+        entries = list(runs._storage.get_study_user_attrs(runs._study_id).get(
+            INVOCATIONS_KEY, []))
+        entries.append({
+            "started": _dt.datetime.fromtimestamp(started, _dt.UTC).isoformat(
+                timespec="seconds"),
+            "seconds": round(seconds, 1), "workers": workers, "only": list(only),
+        })
+        runs.set_user_attr(INVOCATIONS_KEY, entries)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping must not hide the run's own outcome
+        import logging
+
+        logging.getLogger(__name__).warning("could not record this invocation: %s", exc)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _claim(runs: optuna.Study, url: str, unit: Unit, invocation: str) -> bool:
+    """Take ``unit`` for this worker unless another worker of the same invocation has."""
+    key = f"{CLAIM_PREFIX}{unit.arm}.{unit.dataset}"
+    with storage_pkg.study_lock(url, runs.study_name, "budget"):
+        attrs = runs._storage.get_study_user_attrs(runs._study_id)
+        if attrs.get(key) == invocation:
+            return False
+        runs._storage.set_study_user_attr(runs._study_id, key, invocation)
+        return True
+
+
+class _PrefixedWriter:
+    """A text stream that prefixes each line (plain output of worker processes)."""
+
+    def __init__(self, stream: Any, prefix: str) -> None:
+        self.stream, self.prefix, self.at_start = stream, prefix, True
+
+    def write(self, text: str) -> int:
+        out = []
+        for piece in text.splitlines(keepends=True):
+            if self.at_start:
+                out.append(self.prefix)
+            out.append(piece)
+            self.at_start = piece.endswith("\n")
+        self.stream.write("".join(out))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _worker_main(path: str, url: str, quick: bool, only: list[str], index: int,
+                 invocation: str, threads: int, plain: bool, queue: Any,
+                 optuna_verbosity: int = optuna.logging.WARNING) -> None:
+    """One worker process: claim the next free unit, run it, until none is left."""
+    import os
+    import sys
+
+    os.setpgrp()  # Ctrl-C reaches the parent only, which forwards it once per press
+    parent = os.getppid()
+
+    def orphan_watch() -> None:  # the parent was killed: stop like a killed run would
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=orphan_watch, daemon=True).start()
+    import torch
+    from rich.console import Console
+
+    from losstune.studies.runner import StopFlag, install_sigint
+
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna_verbosity)  # as the command set it in the parent
+    stop = StopFlag()
+    install_sigint(stop)
+    console = Console(file=_PrefixedWriter(sys.stdout, f"[worker {index}] "), quiet=not plain,
+                      width=200, force_terminal=False)
+    try:
+        suite = load_suite(path, quick=quick)
+        cuda = torch.cuda.is_available()
+        todo = [u for u in suite.units if (not only or u.arm in only)
+                and not (u.fine_tune and not cuda)]
+        st = storage_pkg.get_storage(url)
+        runs = optuna.load_study(study_name=suite.runs_study, storage=st)
+        bar = SuiteProgress(console, title=suite.name, total=1, completed=0, enabled=False)
+        for unit in todo:
+            if stop:
+                raise SuiteInterrupted("stopped between units")
+            if not _claim(runs, url, unit, invocation):
+                continue
+            done_keys = stored_run_keys(runs)
+            _run_unit(unit, suite=suite, url=url, storage=st, runs=runs, done_keys=done_keys,
+                      bar=bar, stop=stop)
+        queue.put(("done", index, ""))
+    except (SuiteInterrupted, KeyboardInterrupt) as exc:
+        queue.put(("interrupted", index, str(exc)))
+    except LosstuneError as exc:
+        queue.put(("error", index, str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - reported by the parent, with the traceback
+        import traceback
+
+        traceback.print_exc()
+        queue.put(("error", index, f"{type(exc).__name__}: {exc}"))
+
+
+def _run_workers(suite: Suite, todo: list[Unit], *, url: str, only: Sequence[str],
+                 workers: int, runs: optuna.Study, storage: Any, bar: SuiteProgress,
+                 stop: Any) -> None:
+    """Run ``todo`` in ``workers`` processes; the bar follows what the storage holds."""
+    import multiprocessing as mp
+    import os
+    import queue as queue_mod
+    import signal
+    import uuid
+
+    invocation = uuid.uuid4().hex
+    threads = max(1, usable_cores() // workers)
+    bar.phase(f"{workers} worker processes, {threads} torch thread(s) each")
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, name=f"losstune-suite-worker-{i}",
+                         args=(str(suite.path), url, suite.quick, list(only), i, invocation,
+                               threads, not bar.live, results,
+                               optuna.logging.get_verbosity()))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+
+    def probe() -> int:
+        fresh = optuna.load_study(study_name=suite.runs_study, storage=storage)
+        return _plan(suite, todo, storage, fresh, stored_run_keys(fresh))[1]
+
+    bar.watch(probe, 0, interval=5.0)
+    outcomes: dict[int, tuple[str, str]] = {}
+    forwarded = 0
+    try:
+        while len(outcomes) < workers:
+            presses = 2 if getattr(stop, "aborted", False) else 1 if stop else 0
+            while forwarded < presses:  # forward each Ctrl-C once to every worker
+                for p in procs:
+                    if p.is_alive() and p.pid is not None:
+                        os.kill(p.pid, signal.SIGINT)
+                forwarded += 1
+            try:
+                kind, index, text = results.get(timeout=1.0)
+                outcomes[index] = (kind, text)
+            except queue_mod.Empty:
+                for i, p in enumerate(procs):
+                    if i not in outcomes and not p.is_alive() and p.exitcode is not None:
+                        try:  # its last message may still be in the pipe
+                            kind, index, text = results.get(timeout=1.0)
+                            outcomes[index] = (kind, text)
+                        except queue_mod.Empty:
+                            outcomes[i] = ("error", f"exited with status {p.exitcode}")
+            except KeyboardInterrupt:  # a second Ctrl-C while waiting
+                stop.aborted = True
+    finally:
+        bar.unwatch()
+        for p in procs:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    errors = [f"worker {i}: {text}" for i, (kind, text) in sorted(outcomes.items())
+              if kind == "error"]
+    if errors:
+        raise SuiteError("; ".join(errors) + " (the other units ran; run again to resume)")
+    if any(kind == "interrupted" for kind, _ in outcomes.values()) or stop:
+        raise SuiteInterrupted("stopped in the worker processes")
+    bar.set_completed(probe())
 
 
 def _check_stored_studies(todo: list[Unit], storage: Any) -> None:

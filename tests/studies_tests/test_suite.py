@@ -354,3 +354,62 @@ def test_example_suites_are_valid() -> None:
         assert suite.units, path
         assert math.isfinite(suite.spec.alpha)
         load_suite(path, quick=True)
+
+
+def test_two_worker_processes_run_every_unit_once_and_match_one_process(
+        tmp_path: Path) -> None:
+    """``--workers 2``: the units are shared out (each run stored once), the chosen
+    configurations and every run's test metric equal those of a one-process run of the same
+    suite (both with 1 torch thread), and both invocations are recorded for the wall time."""
+    suite = tiny_suite(name="parallel", sections=[])
+    path = write(tmp_path, suite)
+    one_url = f"sqlite:///{tmp_path / 'one.db'}"
+    two_url = f"sqlite:///{tmp_path / 'two.db'}"
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one process with the thread count each of 2 workers gets (2 cores)
+    try:
+        api.run_suite(path, storage=one_url, output=tmp_path / "one",
+                      console=Console(quiet=True))
+    finally:
+        torch.set_num_threads(threads)
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/losstune"), "suite", str(path), "--storage", two_url,
+         "--workers", "2", "--no-progress", "-o", str(tmp_path / "two")],
+        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[worker 0]" in proc.stdout and "[worker 1]" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+    def runs_of(url: str) -> dict[tuple[Any, ...], float]:
+        trials = _runs(url, "parallel--runs")
+        keys = [(t.user_attrs["arm"], t.user_attrs["split"], t.user_attrs["seed"])
+                for t in trials]
+        assert len(keys) == len(set(keys)) == 12  # every run once, none twice
+        return {k: t.user_attrs["metric.test.macro_f1"] for k, t in zip(keys, trials, strict=True)}
+
+    assert runs_of(two_url) == runs_of(one_url)
+    one = optuna.load_study(study_name="parallel--runs", storage=get_storage(one_url))
+    two = optuna.load_study(study_name="parallel--runs", storage=get_storage(two_url))
+    for key in ("choice.ce.synth", "choice.focal.synth"):
+        assert one.user_attrs[key]["digest"] == two.user_attrs[key]["digest"]
+    assert [e["workers"] for e in two.user_attrs["invocations"]] == [2]
+    claims = {k for k in two.user_attrs if k.startswith("claim.")}
+    assert claims == {"claim.ce.synth", "claim.focal.synth", "claim.bce.synth"}
+    assert "(2 worker processes)" in (tmp_path / "two" / "RESULTS.md").read_text()
+
+    # a rerun resumes: nothing left to do, a second invocation is recorded with the total
+    again = api.run_suite(path, storage=two_url, output=tmp_path / "two", workers=2,
+                          console=Console(quiet=True))
+    assert len(_runs(two_url, "parallel--runs")) == 12
+    assert "over the 2 invocations" in (again.output / "RESULTS.md").read_text()
+
+
+def test_workers_below_one_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, tiny_suite())
+    result = CliRunner().invoke(cli, ["suite", str(path), "--workers", "0"])
+    assert result.exit_code == 2 and "--workers" in result.output
+    with pytest.raises(SuiteFileError, match="--workers must be at least 1"):
+        api.run_suite(path, storage=f"sqlite:///{tmp_path / 'x.db'}", workers=0)
+    assert not (tmp_path / "x.db").exists()
