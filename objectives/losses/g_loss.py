@@ -25,7 +25,10 @@ def propagation_matrix(embeddings: torch.Tensor, sigma: float) -> torch.Tensor:
     sigma underflows to all-zero rows).
     """
     h = F.normalize(embeddings.to(torch.float64), dim=-1)
-    d2 = ((h[:, None, :] - h[None, :, :]) ** 2).sum(-1)
+    # |h_i - h_j|^2 from the Gram matrix: O(B^2) memory instead of a (B, B, E) difference
+    # tensor (which made the graph dominate a trial); equal to ~1e-15 in float64
+    sq = (h * h).sum(-1)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * (h @ h.T)).clamp_min(0.0)
     w = torch.exp(-d2 / (2.0 * sigma**2))
     w = w * (1.0 - torch.eye(len(h), dtype=w.dtype, device=w.device))
     a = w + w.T
