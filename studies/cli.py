@@ -46,6 +46,9 @@ def set_optuna_verbosity() -> None:
     ctx = click.get_current_context(silent=True)
     level = ctx.meta.get(LOG_LEVEL_KEY, logging.WARNING) if ctx is not None else logging.WARNING
     optuna.logging.set_verbosity(logging.INFO if level <= logging.DEBUG else logging.WARNING)
+    # Optuna's lines go through the command's handler: one format, and above a progress bar
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -157,15 +157,16 @@ def plan_resources(spec: StudySpec, cluster: RayCluster, workers: int,
     notes: list[str] = []
     total_gpus = cluster.resources.get("GPU", 0.0)
     largest_gpu = max((n.get("GPU", 0.0) for n in cluster.nodes), default=0.0)
-    largest_cpu, total_cpu = cluster_cores(cluster)
+    largest_cpu = max((n.get("CPU", 0.0) for n in cluster.nodes), default=0.0)
+    node_cores, total_cores = cluster_cores(cluster)
     explicit_cpus = "num_cpus" in spec.ray.model_fields_set
     if explicit_cpus:
         num_cpus = float(spec.ray.num_cpus)
         default = max(1, int(num_cpus)) if num_cpus >= 1 else 1
     else:
         per_node = max(1, math.ceil(workers / max(1, len(cluster.nodes))))
-        default = max(1, int(largest_cpu) // per_node)
-    thread_plan = plan_threads(spec, threads, concurrent=workers, cores=int(total_cpu) or 1,
+        default = max(1, int(node_cores) // per_node)
+    thread_plan = plan_threads(spec, threads, concurrent=workers, cores=int(total_cores) or 1,
                                default=default)
     if not explicit_cpus:
         num_cpus = float(max(1, min(thread_plan.threads, int(largest_cpu) or 1)))
