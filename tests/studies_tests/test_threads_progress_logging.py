@@ -272,8 +272,8 @@ def test_library_modules_configure_no_logging_on_import() -> None:
     import sys
 
     code = ("import logging\n"
-            "import losstune.studies.api, losstune.studies.progress, losstune.objectives.features\n"
-            "import losstune.studies.launchers\n"
+            "import losstune.studies.api, losstune.studies.progress\n"
+            "import losstune.objectives.features, losstune.studies.launchers\n"
             "root = logging.getLogger()\n"
             "print(len(root.handlers), root.level, logging.getLogger('losstune').level)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
