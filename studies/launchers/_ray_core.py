@@ -307,9 +307,25 @@ class RemoteStop(StopFlag):
         return self.event.is_set()
 
 
+def follow_driver_logging(level: int) -> None:
+    """In a Ray worker: log losstune's lines at the driver's ``-v`` level (Ray forwards a
+    worker's stderr to the driver, prefixed with the worker's pid)."""
+    if level >= logging.WARNING:
+        return
+    package = logging.getLogger("losstune")
+    package.setLevel(level)
+    if not package.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+        package.propagate = False
+
+
 def worker_entry(spec_data: dict[str, Any], url: str, n_trials: int, worker_index: int,
-                 deadline: float | None, stop_handle: Any) -> WorkerResult:
+                 deadline: float | None, stop_handle: Any,
+                 log_level: int = logging.WARNING) -> WorkerResult:
     """The body of one Ray worker task."""
+    follow_driver_logging(log_level)
     spec = rebuild_spec(spec_data)
     out = run_worker(spec, url, n_trials=n_trials, worker_index=worker_index,
                      stop=RemoteStop(stop_handle), deadline=deadline, wait_running=True)
@@ -356,8 +372,9 @@ def run_ray_workers(request: LaunchRequest, *, cluster: RayCluster | None = None
         signal_actor = ray.remote(num_cpus=0)(StopSignal).remote()
         task = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
                           max_retries=2)(worker_entry)
+        level = logging.getLogger("losstune").getEffectiveLevel()
         refs = {task.remote(spec_data, url, request.n_trials, i, request.deadline,
-                            signal_actor): i
+                            signal_actor, level): i
                 for i in range(workers)}
         results: list[WorkerResult] = []
         errors: list[str] = []
