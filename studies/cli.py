@@ -656,7 +656,7 @@ def report(study: str, output: str, storage: str | None, force: bool,
             started.append(message)
 
         index = write_report(study, output, storage=storage, force=force, progress=step)
-        bar.update(task, completed=REPORT_STEPS)
+        bar.update(task, completed=REPORT_STEPS, count=f"{REPORT_STEPS}/{REPORT_STEPS} steps")
     console.print(f"wrote {index} (open it in a browser; figures in {index.parent}/figures)")
 
 
