@@ -9,9 +9,27 @@ search space produces from an Optuna trial, what ``losstune export`` writes and 
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a
+    container's cpuset), else the machine's logical cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(workers: int = 1, cores: int | None = None) -> int:
+    """torch threads per trial when ``train.threads`` is unset: the usable cores shared by the
+    ``workers`` running at once, at least one (more threads than cores only make them wait for
+    each other, which costs a loaded machine several times the run time)."""
+    cores = usable_cores() if cores is None else cores
+    return max(1, cores // max(1, workers))
 
 
 class _Strict(BaseModel):
@@ -82,7 +100,9 @@ class TrainConfig(_Strict):
     )
     grad_clip: float | None = Field(None, gt=0)
     threads: int | None = Field(
-        None, ge=1, description="torch CPU threads; fixed values make CPU replays bit-exact."
+        None, ge=1,
+        description="torch CPU threads; None: default_threads() (the usable cores shared by the "
+                    "workers). A fixed value makes CPU replays bit-exact.",
     )
     encoder_lr: float = Field(
         2e-5, gt=0, description="Learning rate of the transformer when encoder.fine_tune is on."
@@ -134,3 +154,10 @@ class TrialConfig(_Strict):
     def with_seed(self, seed: int) -> TrialConfig:
         """The same configuration trained from another seed (init and batch order only)."""
         return self.model_copy(update={"train": self.train.model_copy(update={"seed": seed})})
+
+    def with_threads(self, threads: int) -> TrialConfig:
+        """The same configuration trained with ``threads`` torch CPU threads."""
+        if threads < 1:
+            raise ValueError(f"`threads >= 1` must hold, but got threads={threads}")
+        return self.model_copy(update={"train": self.train.model_copy(
+            update={"threads": threads})})

@@ -9,7 +9,10 @@ another batch can differ from a fresh encoding of the same split by float roundi
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Literal
 
 import numpy as np
@@ -23,7 +26,41 @@ from losstune.objectives.encoders import build_encoder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["device_kind", "encoder_outputs", "feature_key", "token_context"]
+__all__ = ["device_kind", "encoder_outputs", "feature_key", "set_encoding_progress",
+           "token_context"]
+
+#: ``hook(description, total)`` -> a context manager giving ``advance(rows)``: how a command
+#: line shows encoding progress (a rich bar lives on the studies side; this package never
+#: imports rich). None: no display.
+EncodingProgress = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
+_encoding_progress: EncodingProgress | None = None
+
+
+def set_encoding_progress(hook: EncodingProgress | None) -> EncodingProgress | None:
+    """Install ``hook`` for the encodings of this process; returns the previous one."""
+    global _encoding_progress
+    previous, _encoding_progress = _encoding_progress, hook
+    return previous
+
+
+@contextlib.contextmanager
+def _encoding_display(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """``advance(rows)`` for one encoding: the installed hook's, completed on success."""
+    hook = _encoding_progress
+    if hook is None:
+        yield lambda _rows: None
+        return
+    done = 0
+    with hook(description, total) as advance:
+        def step(rows: int) -> None:
+            nonlocal done
+            rows = min(rows, total - done)
+            if rows > 0:
+                done += rows
+                advance(rows)
+
+        yield step
+        step(total - done)  # encoders that report no batches complete at the end
 
 
 def feature_key(
@@ -69,13 +106,25 @@ def encoder_outputs(
     family = row_family(dataset.name, encoder, enc.identity(), device)
     texts = dataset.split(split).texts
 
+    encoded: list[int] = []
+
     def compute(positions: np.ndarray) -> dict[str, np.ndarray]:
         chosen = [texts[i] for i in positions]
+        encoded.append(len(chosen))
         logger.warning(
             "encoding %d texts of %s/%s with %s (max_length %d); cached for later runs",
             len(chosen), dataset.name, split, encoder.name, encoder.max_length,
         )
         report_truncated(enc, chosen, dataset.name, split)
+        with _encoding_display(f"encoding {dataset.name}/{split} ({encoder.name})",
+                               len(chosen)) as advance:
+            enc.on_rows = advance  # encoders that batch report each batch
+            try:
+                return _encode(chosen)
+            finally:
+                enc.on_rows = None
+
+    def _encode(chosen: list[str]) -> dict[str, np.ndarray]:
         if kind == "embeddings":
             return {"embeddings": enc.encode(chosen, batch_size=encoder.batch_size)}
         if kind == "token_ids":
@@ -86,7 +135,15 @@ def encoder_outputs(
 
     if not (entry_dir(kind, key) / "meta.json").exists():
         _adopt_whole_dataset(dataset, encoder, enc.identity(), kind, device, family)
-    return cached_rows(kind, key, family, row_digests(texts), compute)
+    out = cached_rows(kind, key, family, row_digests(texts), compute)
+    if encoded:
+        logger.info("feature cache miss: %s/%s with %s (%s): encoded %d of %d rows, stored in %s",
+                    dataset.name, split, encoder.name, kind, sum(encoded), len(texts),
+                    entry_dir(kind, key).parent)
+    else:
+        logger.info("feature cache hit: %s/%s with %s (%s): %d rows from %s", dataset.name,
+                    split, encoder.name, kind, len(texts), entry_dir(kind, key).parent)
+    return out
 
 
 def report_truncated(enc: object, texts: list[str], dataset: str, split: str) -> int | None:

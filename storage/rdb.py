@@ -598,6 +598,10 @@ def shared_storage(url: str, settings: StorageSettings):  # noqa: ANN202
                 f"cannot open storage {mask_url(url)}: {type(exc).__name__}: "
                 f"{text.splitlines()[0] if text else ''}"
             ) from None
+    pool = (f"no pool, {settings.sqlite_timeout:g}s lock timeout" if backend_of(url) == "sqlite"
+            else f"pool of {settings.pool_size} connection(s), no overflow")
+    logger.info("storage opened: %s (%s, %s) in process %d", mask_url(url), backend_of(url),
+                pool, os.getpid())
     with _bases_lock:
         return _bases.setdefault(key, base)
 

@@ -338,15 +338,51 @@ class TrainReport:
     recorded_value: float | None = None
     reproduced: bool | None = None
     metric: str = "macro_f1"
+    threads: int | None = None  # torch threads of the replay
+    threads_note: str | None = None  # why the replay is not bit-exact, when threads changed
+
+
+def replay_threads(config: Any, threads: int | None) -> tuple[Any, str | None]:
+    """``config`` with the torch threads of a replay: ``threads`` (``--threads``), else the
+    config's ``train.threads`` (what the trial was recorded with), else the usable cores.
+    Returns the config and, when ``threads`` differs from the recorded count, one line saying
+    that the replay is no longer bit-exact."""
+    from losstune.objectives.config import default_threads
+
+    recorded = config.train.threads
+    if threads is not None and threads < 1:
+        raise ValueError(f"`threads >= 1` must hold, but got threads={threads}")
+    note = None
+    if threads is not None and recorded is not None and threads != recorded:
+        note = (f"note: --threads {threads} differs from the {recorded} thread(s) the trial was "
+                "recorded with (train.threads): CPU sums run in another order, so the replay "
+                "is not bit-exact (metrics may differ in the last digits)")
+    chosen = threads if threads is not None else recorded
+    return config.with_threads(chosen if chosen is not None else default_threads()), note
+
+
+def thread_warning(threads: int, source: str, workers: int = 1) -> str | None:
+    """One line when ``workers`` x ``threads`` exceed the usable cores, else None."""
+    from losstune.objectives.config import usable_cores
+    from losstune.studies.launchers.base import ThreadPlan
+
+    return ThreadPlan(threads, source, workers, usable_cores()).warning()
 
 
 def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None = None,
-                 provenance: Mapping[str, Any] | None = None) -> TrainReport:
+                 provenance: Mapping[str, Any] | None = None, threads: int | None = None,
+                 on_epoch: Any = None, echo: Any = None) -> TrainReport:
     """Replay a config (a TrialConfig or a path to an export) without Optuna.
 
-    With one seed on CPU the validation metric equals the exported trial's exactly. More seeds
+    With one seed on CPU the validation metric equals the exported trial's exactly (with the
+    thread count it recorded; ``threads`` overrides it, see :func:`replay_threads`). More seeds
     re-train with seeds ``seed, seed+1, ...`` (initialisation and batch order only).
+    ``on_epoch(seed_index, epoch)`` is called after each epoch (epochs count from 0);
+    ``echo(line)`` receives notes before training starts (threads no longer bit-exact, more
+    threads than cores).
     """
+    import logging
+
     from losstune.objectives.training import run_trial
 
     if isinstance(config, (str, Path)):
@@ -361,18 +397,31 @@ def train_config(config: Any, *, seeds: int = 1, output_dir: str | Path | None =
     out = Path(output_dir) if output_dir is not None else None
     if out is not None:
         _check_output_folder(out)
+    recorded_threads = config.train.threads
+    config, threads_note = replay_threads(config, threads)
+    source = ("--threads" if threads is not None else "the trial's train.threads"
+              if recorded_threads is not None else "default: usable cores")
+    for line in (threads_note, thread_warning(config.train.threads, source)):
+        if line and echo is not None:
+            echo(line)
+    logging.getLogger(__name__).info(
+        "train: %d seed(s) of %d epoch(s), %d torch thread(s) (%s)", seeds, config.train.epochs,
+        config.train.threads, source)
     base = config.train.seed
     runs = []
     seed_list = [base + i for i in range(seeds)]
     results = []
-    for seed in seed_list:
-        result = run_trial(config.with_seed(seed), keep_state=out is not None)
+    for index, seed in enumerate(seed_list):
+        step = None if on_epoch is None else (
+            lambda epoch, _metrics, index=index: on_epoch(index, epoch))
+        result = run_trial(config.with_seed(seed), keep_state=out is not None, on_epoch=step)
         results.append(result)
         runs.append({"seed": seed, "value": result.value, "best_epoch": result.best_epoch,
                      "val": result.val, "test": result.test})
     summary = summarize_runs(runs, skip=frozenset({"train_seconds"}))
     report = TrainReport(config=config, seeds=seed_list, runs=runs, summary=summary,
-                         metric=config.eval.metric)
+                         metric=config.eval.metric, threads=config.train.threads,
+                         threads_note=threads_note)
     if provenance and isinstance(provenance.get("value"), (int, float)):
         report.recorded_value = float(provenance["value"])
         report.reproduced = runs[0]["value"] == report.recorded_value

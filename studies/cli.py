@@ -37,14 +37,50 @@ LOG_LEVEL_KEY = "losstune.log_level"
 
 
 def set_optuna_verbosity() -> None:
-    """Optuna's own logging follows ``-v``: WARNING by default, INFO with ``-v``, DEBUG with
-    ``-vv``. Only the CLI sets it (the Python API leaves it to the caller); it runs when a
-    command runs, so that ``--help`` stays fast (Optuna is not imported for it)."""
+    """Optuna's own logging: WARNING by default and with ``-v`` (losstune's own lines tell the
+    story), INFO with ``-vv`` (one line per trial from Optuna too). Only the CLI sets it (the
+    Python API leaves it to the caller); it runs when a command runs, so that ``--help`` stays
+    fast (Optuna is not imported for it)."""
     import optuna
 
     ctx = click.get_current_context(silent=True)
     level = ctx.meta.get(LOG_LEVEL_KEY, logging.WARNING) if ctx is not None else logging.WARNING
-    optuna.logging.set_verbosity(level)
+    optuna.logging.set_verbosity(logging.INFO if level <= logging.DEBUG else logging.WARNING)
+    # Optuna's lines go through the command's handler: one format, and above a progress bar
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time, so that log lines go above a live
+    progress bar (rich redirects ``sys.stderr`` while one is shown)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(verbose: int) -> int:
+    """``-v``: the ``losstune`` loggers at INFO, ``-vv``: DEBUG; other libraries stay at
+    WARNING. Only the command line calls this (library modules never configure logging).
+    Returns the level of the ``losstune`` loggers."""
+    level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    logging.getLogger("losstune").setLevel(level)
+    return level
 
 
 def _usage_error(exc: click.UsageError) -> UserError:
@@ -122,8 +158,15 @@ def _console() -> Any:
     return make_console()
 
 
+def _echo(console: Any) -> Callable[[str], None]:
+    """Notes of a command, as plain lines on ``console`` (above a live bar)."""
+    return lambda text: console.print(text, markup=False, highlight=False)
+
+
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True,
+              help="Log what happens: -v info (feature cache, storage, launcher, resume), -vv "
+                   "debug (and Optuna's per-trial lines).")
 @click.version_option(package_name="losstune", prog_name="losstune")
 @click.pass_context
 def cli(ctx: click.Context, verbose: int) -> None:
@@ -133,11 +176,14 @@ def cli(ctx: click.Context, verbose: int) -> None:
     `losstune dashboard`, then `losstune export quickstart -o best.yaml` and
     `losstune train best.yaml`.
     """
-    level = max(logging.WARNING - 10 * verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    ctx.meta[LOG_LEVEL_KEY] = level
+    ctx.meta[LOG_LEVEL_KEY] = configure_logging(verbose)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # OpenMP threads (torch's) that wait for work spin on their core by default; on a machine
+    # busy with other jobs the spinning steals the cores the other threads need, and a replay
+    # took 7x longer. PASSIVE makes them sleep. It must be set before torch loads the OpenMP
+    # runtime (it is not imported yet here); a local Ray instance and its workers inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # ---------------------------------------------------------------------- run
@@ -153,10 +199,14 @@ def cli(ctx: click.Context, verbose: int) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Parallel workers (Ray launchers; default: the study file's ray.workers).")
 @click.option("--address", default=None, help="Ray cluster address to join (ray launchers).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per trial (overrides train.threads; default: the usable "
+                   "cores shared by the workers).")
 @click.option("--no-progress", is_flag=True, help="Plain per-trial lines instead of a bar.")
 @handle_errors
 def run(study_file: str, storage: str | None, n_trials: int | None, timeout: float | None,
-        launcher: str, workers: int | None, address: str | None, no_progress: bool) -> None:
+        launcher: str, workers: int | None, address: str | None, threads: int | None,
+        no_progress: bool) -> None:
     """Create (or resume) the study in STUDY_FILE and run it to its budget."""
     from losstune.studies import api
 
@@ -165,7 +215,8 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
     try:
         summary = api.run_study(spec, study_text=text, storage=storage, n_trials=n_trials,
                                 timeout=timeout, launcher=launcher, workers=workers,
-                                progress=not no_progress, console=console, address=address)
+                                progress=not no_progress, console=console, address=address,
+                                threads=threads)
     except KeyboardInterrupt:
         click.echo("\naborted (second Ctrl-C): the interrupted trial is recorded as failed; the "
                    "study is consistent: run the same command again to resume it", err=True)
@@ -450,15 +501,33 @@ def export(study: str, output: str, storage: str | None, trial_number: int | Non
               help="Train with this many seeds (the config's seed, then +1, +2, ...).")
 @click.option("-o", "--output", type=click.Path(file_okay=True), default=None,
               help="Folder for trained weights (torch.load(weights_only=True)) and the config.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads (default: the count the trial was recorded with, else the "
+                   "usable cores); another count than the recorded one is not bit-exact.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @handle_errors
-def train(config_file: str, seeds: int, output: str | None) -> None:
+def train(config_file: str, seeds: int, output: str | None, threads: int | None,
+          no_progress: bool) -> None:
     """Replay an exported CONFIG_FILE without Optuna and print its metrics."""
     from rich.table import Table
 
     from losstune.studies import api
+    from losstune.studies.export import read_config_file
+    from losstune.studies.progress import encoding_rows, task_progress
 
-    report = api.train_config(config_file, seeds=seeds, output_dir=output)
     console = _console()
+    epochs = read_config_file(config_file)[0].train.epochs  # checked again by train_config
+    with task_progress(console, enabled=not no_progress) as bar, encoding_rows(bar):
+        task = bar.add_task("train", total=seeds * epochs, count=f"0/{seeds * epochs} epochs")
+
+        def step(index: int, epoch: int) -> None:
+            done = index * epochs + epoch + 1
+            bar.update(task, completed=done, count=f"{done}/{seeds * epochs} epochs"
+                       + (f" (seed {index + 1}/{seeds})" if seeds > 1 else ""))
+
+        report = api.train_config(config_file, seeds=seeds, output_dir=output, threads=threads,
+                                  on_epoch=step, echo=_echo(console))
+        bar.update(task, completed=seeds * epochs)
     metric = report.metric
     if seeds == 1:
         run0 = report.runs[0]
@@ -504,28 +573,47 @@ def train(config_file: str, seeds: int, output: str | None) -> None:
 @click.option("--splits", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run each seed on this many train/validation holdouts (data.options."
                    "split_seed = the dataset's split seed + 0, 1, ...; test never changes).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per run (default: the count each trial was recorded with, "
+                   "else the usable cores).")
+@click.option("--no-progress", is_flag=True, help="Plain per-run lines instead of a bar.")
 @handle_errors
-def confirm(study: str, storage: str | None, top: int, seeds: int, splits: int) -> None:
+def confirm(study: str, storage: str | None, top: int, seeds: int, splits: int,
+            threads: int | None, no_progress: bool) -> None:
     """Re-train the best trials of STUDY with fresh seeds; rank them by mean validation metric
     with 95% intervals, and store the results on the study."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
     from rich.table import Table
 
     from losstune.studies.confirm import confirm_study
+    from losstune.studies.progress import encoding_rows, task_progress
 
     console = _console()
-    with Progress("[bold]confirm", BarColumn(), MofNCompleteColumn(), "runs",
-                  TimeRemainingColumn(), console=console,
-                  disable=not console.is_terminal) as bar:
-        task = bar.add_task("confirm", total=top * seeds * splits)
+    with task_progress(console, enabled=not no_progress) as bar, encoding_rows(bar):
+        task = bar.add_task("confirm", total=None, count="")
+        plan: dict[str, Any] = {"starts": [], "total": 0, "runs": 0, "done": 0}
 
-        def step(trial: int, seed: int, value: float) -> None:
-            bar.advance(task)
-            if not console.is_terminal:
+        def planned(epochs: list[int]) -> None:
+            starts, total = [], 0
+            for n in epochs:
+                starts.append(total)
+                total += n
+            plan.update(starts=starts, total=total, runs=len(epochs))
+            bar.update(task, total=total, count=f"0/{len(epochs)} runs")
+
+        def epoch_done(index: int, epoch: int) -> None:
+            bar.update(task, completed=plan["starts"][index] + epoch + 1)
+
+        def run_done(trial: int, seed: int, value: float) -> None:
+            plan["done"] += 1
+            index = plan["done"]
+            end = plan["starts"][index] if index < plan["runs"] else plan["total"]
+            bar.update(task, completed=end, count=f"{index}/{plan['runs']} runs")
+            if not bar.live.is_started:
                 console.print(f"trial {trial} seed {seed}: {value:.4f}")
 
         report = confirm_study(study, storage=storage, top=top, seeds=seeds, splits=splits,
-                               on_run=step)
+                               on_run=run_done, threads=threads, on_epoch=epoch_done,
+                               on_plan=planned, echo=_echo(console))
     table = Table("rank", "trial", "loss", "single run", f"mean val {report.metric}", "95% CI",
                   "std", "winner's curse", "test macro_f1 (mean ± CI)",
                   title=f"{study}: {len(report.rows)} trial(s) x {seeds} seeds"
@@ -554,15 +642,26 @@ def confirm(study: str, storage: str | None, top: int, seeds: int, splits: int) 
 @click.option("-o", "--output", required=True, type=click.Path(), help="Folder to write.")
 @click.option("--storage", default=None, help=STORAGE_HELP)
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
 @handle_errors
-def report(study: str, output: str, storage: str | None, force: bool) -> None:
+def report(study: str, output: str, storage: str | None, force: bool,
+           no_progress: bool) -> None:
     """Write a static HTML report of STUDY (offline plotly) with PNG figures."""
-    from losstune.studies.report import write_report
+    from losstune.studies.progress import task_progress
+    from losstune.studies.report import REPORT_STEPS, write_report
 
     console = _console()
-    with console.status("writing report") as status:
-        index = write_report(study, output, storage=storage, force=force,
-                             progress=lambda msg: status.update(f"report: {msg}"))
+    with task_progress(console, enabled=not no_progress) as bar:
+        task = bar.add_task("report", total=REPORT_STEPS, count="")
+        started: list[str] = []
+
+        def step(message: str) -> None:  # called as a step starts: the previous one is done
+            bar.update(task, completed=len(started), description=f"report: {message}",
+                       count=f"{len(started)}/{REPORT_STEPS} steps")
+            started.append(message)
+
+        index = write_report(study, output, storage=storage, force=force, progress=step)
+        bar.update(task, completed=REPORT_STEPS, count=f"{REPORT_STEPS}/{REPORT_STEPS} steps")
     console.print(f"wrote {index} (open it in a browser; figures in {index.parent}/figures)")
 
 

@@ -89,6 +89,7 @@ class ConfirmReport:
     direction: str
     rows: list[ConfirmRow]
     seconds: float
+    threads_note: str | None = None  # --threads differs from what the trials recorded
 
     def ranked(self) -> list[ConfirmRow]:
         return best_first(self.rows, lambda r: r.val_stats["mean"], self.direction)
@@ -117,12 +118,25 @@ def confirm_study(
     seeds: int = 5,
     splits: int = 1,
     on_run: Callable[[int, int, float], None] | None = None,
+    threads: int | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
+    on_plan: Callable[[list[int]], None] | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> ConfirmReport:
     """Re-train the ``top`` best trials of study ``name`` with ``seeds`` fresh seeds each, on
-    ``splits`` train/validation holdouts (1: the study's own split only)."""
+    ``splits`` train/validation holdouts (1: the study's own split only).
+
+    ``threads`` overrides the torch threads each trial recorded (``train.threads``; trials
+    without one use the usable cores); ``on_plan(epochs)`` receives the epochs of every run
+    before the first starts, ``on_epoch(run_index, epoch)`` is called after each epoch and
+    ``on_run(trial, seed, value)`` after each run (for progress displays); ``echo(line)``
+    receives notes before training starts (threads no longer bit-exact, more threads than
+    cores).
+    """
+    import logging
     import time
 
-    from losstune.objectives.config import TrialConfig
+    from losstune.objectives.config import TrialConfig, default_threads
     from losstune.objectives.data.registry import holdout_options
     from losstune.objectives.training import NonFiniteLossError, run_trial
 
@@ -149,11 +163,41 @@ def confirm_study(
     _set_metric_names(linked, metric_names[:1])
     linked.set_user_attr(CONFIRMS_ATTR, name)
     _describe_linked(linked, name, resolve_url(storage))
+    if threads is not None and threads < 1:
+        raise ConfirmError(f"`threads >= 1` must hold, but got threads={threads}")
+    configs = [TrialConfig.model_validate(TrialRecord.from_trial(t).config) for t in chosen]
+    recorded = sorted({c.train.threads for c in configs if c.train.threads is not None})
+    threads_note = None
+    if threads is not None and recorded and recorded != [threads]:
+        counts = "/".join(map(str, recorded))
+        threads_note = (f"note: --threads {threads} differs from the {counts} thread(s)"
+                        " the trials were recorded with (train.threads): these runs "
+                        "are not bit-exact repeats of a confirmation with the recorded threads")
+    if echo is not None:
+        from losstune.objectives.config import usable_cores
+        from losstune.studies.launchers.base import ThreadPlan
+
+        most = max([threads] if threads is not None else
+                   [c.train.threads or default_threads() for c in configs])
+        source = "--threads" if threads is not None else "the trials' train.threads"
+        for line in (threads_note, ThreadPlan(most, source, 1, usable_cores()).warning()):
+            if line:
+                echo(line)
+    if on_plan is not None:
+        on_plan([c.train.epochs for c in configs for _ in range(seeds * splits)])
+    logger = logging.getLogger(__name__)
     started = time.time()
     rows: list[ConfirmRow] = []
-    for trial in chosen:
+    run_index = 0
+    for trial, config in zip(chosen, configs, strict=True):
         record = TrialRecord.from_trial(trial)
-        config = TrialConfig.model_validate(record.config)
+        run_threads = threads if threads is not None else (
+            config.train.threads if config.train.threads is not None else default_threads())
+        logger.info("confirm: trial %d with %d torch thread(s) (%s), %d run(s)", trial.number,
+                    run_threads, "--threads" if threads is not None else "recorded"
+                    if config.train.threads is not None else "default: usable cores",
+                    seeds * splits)
+        config = config.with_threads(run_threads)
         if config.plugins:
             from losstune.objectives.plugins import import_plugin_modules
 
@@ -169,8 +213,11 @@ def confirm_study(
                 data = run_config.data.model_copy(update={"options": holdout_options(
                     config.data.name, config.data.options, split)})
                 run_config = run_config.model_copy(update={"data": data})
+            step = None if on_epoch is None else (
+                lambda epoch, _metrics, index=run_index: on_epoch(index, epoch))
+            run_index += 1
             try:
-                result = run_trial(run_config)
+                result = run_trial(run_config, on_epoch=step)
             except NonFiniteLossError:
                 if seed not in diverged:
                     diverged.append(seed)  # recorded; the other seeds still count
@@ -201,7 +248,7 @@ def confirm_study(
         )
         rows.append(row)
     report = ConfirmReport(study=name, metric=metric_names[0], direction=direction, rows=rows,
-                           seconds=time.time() - started)
+                           seconds=time.time() - started, threads_note=threads_note)
     previous = {r["trial"]: r for r in study.user_attrs.get(SUMMARY_ATTR, [])}
     for row in rows:
         previous[row.trial] = row.to_json()

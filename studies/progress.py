@@ -1,12 +1,17 @@
-"""A rich progress display of a study: finished / budget, best value so far, ETA.
+"""Rich progress displays: a study's (finished / budget, best value so far, ETA), the bars of
+``train``, ``confirm`` and ``report`` (:func:`task_progress`), and a row per feature encoding
+(:func:`encoding_rows`, hooked into :mod:`losstune.objectives.features`).
 
-It reads the study from storage (every ``interval`` seconds and after each local trial), so it
-shows the trials of every worker, local or on Ray.
+The study display reads the study from storage (every ``interval`` seconds and after each local
+trial), so it shows the trials of every worker, local or on Ray. Every display is off when the
+output is not a terminal or with ``--no-progress``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -42,6 +47,53 @@ def make_console() -> Console:
     if not console.is_terminal:
         console = Console(highlight=False, width=160, soft_wrap=True)
     return console
+
+
+def task_progress(console: Console, *, enabled: bool = True) -> Progress:
+    """A bar with a count and an ETA for one long command (``train``, ``confirm``,
+    ``report``); use it as a context manager. Off when ``console`` is not a terminal or
+    ``enabled`` is false (the command prints plain lines instead)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        _Field("count"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+    )
+
+
+@contextlib.contextmanager
+def encoding_rows(progress: Progress) -> Iterator[None]:
+    """While inside: each feature encoding of this process shows as a row of ``progress``
+    (texts encoded of the total, ETA), removed when it is done. The display's columns must
+    include a ``count`` field (:func:`task_progress` and :class:`StudyProgress` do)."""
+    from losstune.objectives.features import set_encoding_progress
+
+    @contextlib.contextmanager
+    def row(description: str, total: int) -> Iterator[Callable[[int], None]]:
+        task = progress.add_task(description, total=total, count=f"0/{total} texts",
+                                 best="", states="")
+        done = 0
+
+        def advance(rows: int) -> None:
+            nonlocal done
+            done += rows
+            progress.update(task, advance=rows, count=f"{done}/{total} texts")
+
+        try:
+            yield advance
+        finally:
+            progress.remove_task(task)
+
+    previous = set_encoding_progress(row)
+    try:
+        yield
+    finally:
+        set_encoding_progress(previous)
 
 
 def best_text(study: optuna.Study, metric_names: list[str]) -> str:
@@ -123,6 +175,8 @@ class StudyProgress:
             best="", states="", count=count_text(finished, self.n_trials, running),
         )
         self._progress.start()
+        self._encoding = encoding_rows(self._progress)
+        self._encoding.__enter__()
         self.refresh()
         if self.interval > 0:
             self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -134,6 +188,7 @@ class StudyProgress:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.refresh()
+        self._encoding.__exit__(None, None, None)
         self._progress.stop()
 
     def _counts(self) -> tuple[int, int, int, int]:

@@ -462,6 +462,10 @@ def _render(study: optuna.Study, sections: list[Section], storage_url: str,
     return scrub_text("\n".join(parts), storage_url)
 
 
+#: Steps :func:`write_report` announces through ``progress`` (for a bar's total).
+REPORT_STEPS = 5
+
+
 def write_report(name: str, output: str | Path, *, storage: str | None = None,
                  force: bool = False,
                  progress: Callable[[str], None] | None = None) -> Path:
@@ -469,6 +473,7 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
 
     The report is built in a temporary folder and moved into place, so a failure never leaves
     a half-written report; an existing non-empty folder is replaced only with ``force``.
+    ``progress(message)`` is called as each of the (at most :data:`REPORT_STEPS`) steps starts.
     """
     import matplotlib
 
@@ -511,6 +516,7 @@ def write_report(name: str, output: str | Path, *, storage: str | None = None,
             for extra in (_confirm_section(study, fig_dir), _groups_section(study, fig_dir)):
                 if extra is not None:
                     sections.append(extra)
+        step("index page")
         (tmp / "index.html").write_text(_render(study, sections, url, linked),
                                         encoding="utf-8")
         if out.exists():

@@ -115,7 +115,11 @@ def _create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler,
                                   pruner=pruner)
         check_same_space(study, spec, space)
+        logger.info("resume: loaded study %r (%d trial(s) stored); space fingerprint %s "
+                    "matches", spec.name, len(study.get_trials(deepcopy=False)),
+                    space.fingerprint())
         return study, False
+    logger.info("creating study %r (space fingerprint %s)", spec.name, space.fingerprint())
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
@@ -139,7 +143,10 @@ def _create_or_load(spec: StudySpec, study_text: str, url: str) -> tuple[optuna.
     commit = git_commit()
     if commit:
         study.set_user_attr("git_commit", commit)
-    for params in baseline_trials(spec, space):
+    baselines = baseline_trials(spec, space)
+    logger.info("study %r: enqueued %d baseline trial(s) and %d study-file trial(s)",
+                spec.name, len(baselines), len(spec.enqueue))
+    for params in baselines:
         study.enqueue_trial(params, user_attrs={attrs_schema.BASELINE: True}, skip_if_exists=True)
     for params in spec.enqueue:
         study.enqueue_trial(params, user_attrs={attrs_schema.ENQUEUED: True})  # each entry runs
@@ -500,12 +507,14 @@ def sampler_seed(seed: int, n_existing: int, worker_index: int) -> int:
 class FailedTrialLogFilter(logging.Filter):
     """Drops Optuna's ``Trial N failed with ...`` warnings (and their traceback) while Optuna
     logs at WARNING or above: losstune prints one line per failed trial with its stored reason
-    instead. With ``-v`` (Optuna at INFO or DEBUG) they pass, traceback included."""
+    instead. With ``-v`` (losstune's loggers, or Optuna's, at INFO or DEBUG) they pass,
+    traceback included."""
 
     PATTERN = re.compile(r"Trial \d+ failed with ")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if logging.getLogger("optuna").getEffectiveLevel() < logging.WARNING:
+        if logging.getLogger("optuna").getEffectiveLevel() < logging.WARNING or \
+                logging.getLogger("losstune").getEffectiveLevel() < logging.WARNING:
             return True
         return not (isinstance(record.msg, str) and self.PATTERN.match(record.msg))
 

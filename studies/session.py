@@ -6,6 +6,7 @@ the Python API re-exports it as :func:`losstune.studies.api.run_study`.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from losstune.studies.runner import (
 from losstune.studies.spec import StudySpec, check_device
 from losstune.studies.store import check_storage_writable, resolve_url
 
+logger = logging.getLogger(__name__)
+
 
 def run_study(
     spec: StudySpec,
@@ -39,11 +42,13 @@ def run_study(
     progress: bool = True,
     console: Any = None,
     address: str | None = None,
+    threads: int | None = None,
 ) -> RunSummary:
     """Create or resume ``spec``'s study and run it up to its budget.
 
     ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
-    after that time. Ctrl-C stops after the current trial.
+    after that time; ``threads`` overrides ``train.threads`` (torch threads per trial; by
+    default the usable cores shared by the workers). Ctrl-C stops after the current trial.
     """
     from losstune.studies.launchers import LaunchRequest, get_launcher
     from losstune.studies.progress import StudyProgress, make_console
@@ -53,6 +58,8 @@ def run_study(
     budget = n_trials if n_trials is not None else spec.n_trials
     if budget < 1:
         raise ValueError(f"`n_trials >= 1` must hold, but got n_trials={budget}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"`threads >= 1` must hold, but got threads={threads}")
     timeout = timeout if timeout is not None else spec.timeout
     n_workers = workers if workers is not None else (spec.ray.workers if launcher != "local"
                                                      else 1)
@@ -62,23 +69,33 @@ def run_study(
     check_storage_writable(url)
     request = LaunchRequest(
         spec=spec, url=url, n_trials=budget, workers=n_workers, stop=StopFlag(),
-        address=address,
+        address=address, threads=threads,
         # launcher notes go where this run's output goes
         echo=lambda text: console.print(text, highlight=False, markup=False),
     )
     text = study_text if study_text is not None else yaml.safe_dump(
         spec.model_dump(mode="json"), sort_keys=False)
+    logger.info("run %r: launcher %s, %d worker(s), budget %d trial(s)%s", spec.name, launcher,
+                n_workers, budget, f", timeout {timeout:g}s" if timeout else "")
     chosen.prepare(request)  # launcher errors leave the storage untouched
     try:
         console.print(f"storage: {storage_pkg.mask_url(url)}", highlight=False)
         study, created = create_or_load(spec, text, url)
         stale = [] if created else fail_stale_trials(study, spec.storage_options.grace_period)
+        if not created:
+            logger.info("resume: study %r exists in %s (same space fingerprint and settings); "
+                        "%s", spec.name, storage_pkg.mask_url(url),
+                        f"failing {len(stale)} stale trial(s) {stale}" if stale
+                        else "no stale RUNNING trial")
         if stale:
             console.print(f"failed {len(stale)} stale RUNNING trial(s) left by a dead run: "
                           f"{stale} (they are retried)", highlight=False)
         counts = count_states(study)
         finished = counts[TrialState.COMPLETE] + counts[TrialState.PRUNED]
         started = time.time()
+        logger.info("study %r: %d finished, %d running, %d failed, %d waiting; budget %d",
+                    spec.name, finished, counts[TrialState.RUNNING], counts[TrialState.FAIL],
+                    counts[TrialState.WAITING], budget)
         if finished >= budget:
             console.print(f"study {spec.name!r} already has {finished} finished trial(s) "
                           f"(budget {budget}): nothing to do", highlight=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,6 +20,9 @@ class TextEncoder(abc.ABC):
     #: outputs this encoder can produce: "embeddings" (pooled) and maybe "token_states" and
     #: "token_ids" (its tokenizer's ids, for models that embed tokens themselves).
     provides: ClassVar[frozenset[str]] = frozenset({"embeddings"})
+    #: ``on_rows(n)``: set by the feature cache while it encodes, for a progress display;
+    #: encoders that work in batches call :meth:`rows_done` after each batch (optional).
+    on_rows: Callable[[int], None] | None = None
 
     def __init__(self, *, max_length: int = 128, device: str = "cpu", **options: Any) -> None:
         if options:
@@ -29,6 +32,15 @@ class TextEncoder(abc.ABC):
             )
         self.max_length = max_length
         self.device = device
+
+    def rows_done(self, rows: int) -> None:
+        """Report ``rows`` more texts encoded (to :attr:`on_rows`; a display never fails an
+        encoding)."""
+        if self.on_rows is not None:
+            try:
+                self.on_rows(rows)
+            except Exception:  # noqa: BLE001
+                pass
 
     @property
     @abc.abstractmethod

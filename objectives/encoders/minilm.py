@@ -73,12 +73,20 @@ class MiniLMEncoder(TextEncoder):
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         model = self.model()
-        out = model.encode(
-            list(texts),
-            batch_size=batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        hook = None
+        if self.on_rows is not None:  # one call per batch of the transformer, for progress
+            hook = model[0].register_forward_hook(
+                lambda _module, args, _out: self.rows_done(_batch_rows(args)))
+        try:
+            out = model.encode(
+                list(texts),
+                batch_size=batch_size,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        finally:
+            if hook is not None:
+                hook.remove()
         return np.asarray(out, dtype=np.float32)
 
     def encode_tokens(
@@ -107,6 +115,7 @@ class MiniLMEncoder(TextEncoder):
                 mask[start : start + len(chunk), :length] = (
                     features["attention_mask"].cpu().numpy().astype(np.uint8)
                 )
+                self.rows_done(len(chunk))
         return states, mask
 
     def count_truncated(self, texts: Sequence[str]) -> int:
@@ -139,7 +148,16 @@ class MiniLMEncoder(TextEncoder):
                             max_length=self.max_length, return_tensors="np")
             ids[start : start + len(chunk)] = out["input_ids"]
             mask[start : start + len(chunk)] = out["attention_mask"]
+            self.rows_done(len(chunk))
         return ids, mask
+
+
+def _batch_rows(args: tuple[Any, ...]) -> int:
+    """Texts in the batch a transformer forward hook sees (0 when it cannot tell)."""
+    try:
+        return int(args[0]["input_ids"].shape[0])
+    except Exception:  # noqa: BLE001 - progress only
+        return 0
 
 
 def _quiet_offline() -> None:

@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import losstune.storage as storage_pkg
-from losstune.studies.launchers.base import LauncherError, LaunchRequest, WorkerResult
+from losstune.studies.launchers.base import (
+    LauncherError,
+    LaunchRequest,
+    ThreadPlan,
+    WorkerResult,
+    plan_threads,
+)
 from losstune.studies.runner import StopFlag, run_worker
 from losstune.studies.secrets import scrub_text
 from losstune.studies.spec import StudySpec, parse_study
@@ -67,6 +73,16 @@ def connect(spec: StudySpec, address: str | None) -> RayCluster:
         kwargs["address"] = "local"
         kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("logging_level", logging.WARNING)
+    if target != "local":
+        # A local instance inherits this process's environment (the CLI sets OMP_WAIT_POLICY);
+        # the workers of a joined cluster get it through the job's runtime environment.
+        runtime_env = dict(kwargs.get("runtime_env") or {})
+        env_vars = dict(runtime_env.get("env_vars") or {})
+        env_vars.setdefault("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
+        runtime_env["env_vars"] = env_vars
+        kwargs["runtime_env"] = runtime_env
+    logger.info("Ray: %s", "starting a local instance" if target == "local"
+                else f"joining the cluster at {target}")
     try:
         ray.init(**kwargs)
     except Exception as exc:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError...
@@ -108,19 +124,52 @@ class WorkerPlan:
     device: str | None  # train.device for the workers (None: the study file's)
     slots: int  # workers that fit on the cluster at once
     notes: list[str] = field(default_factory=list)
-def plan_resources(spec: StudySpec, cluster: RayCluster, workers: int) -> WorkerPlan:
-    """Check the study's per-worker resources against the cluster's nodes.
+    threads: ThreadPlan | None = None  # torch threads per worker
+def cluster_cores(cluster: RayCluster) -> tuple[float, float]:
+    """CPUs of the largest node and of the whole cluster; a local instance counts at most the
+    cores this process may use (Ray may count more than its affinity mask allows)."""
+    from losstune.objectives.config import usable_cores
+
+    largest = max((n.get("CPU", 0.0) for n in cluster.nodes), default=0.0)
+    total = cluster.resources.get("CPU", largest)
+    if cluster.address in ("local", "existing") and len(cluster.nodes) <= 1:
+        largest, total = min(largest, usable_cores()), min(total, usable_cores())
+    return largest, total
+
+
+def plan_resources(spec: StudySpec, cluster: RayCluster, workers: int,
+                   threads: int | None = None) -> WorkerPlan:
+    """Check the study's per-worker resources against the cluster's nodes, and choose the
+    torch threads and CPUs of each worker.
 
     A study asking for GPUs on a cluster without any fails with a clear message, or trains on
     CPU when ``ray.cpu_fallback`` is set. Requests no single node can satisfy fail too (Ray
     would otherwise wait for them forever).
+
+    Threads per worker: ``threads`` (``--threads``), else ``train.threads``, else the CPUs the
+    worker reserves when the study file sets ``ray.num_cpus``, else a node's cores shared by
+    the workers placed on it. Without ``ray.num_cpus`` each worker reserves as many CPUs as it
+    runs threads (capped at the largest node), so Ray never packs more threads on a node than
+    it has cores.
     """
-    num_cpus, num_gpus = float(spec.ray.num_cpus), float(spec.ray.num_gpus)
+    num_gpus = float(spec.ray.num_gpus)
     device: str | None = None
     notes: list[str] = []
     total_gpus = cluster.resources.get("GPU", 0.0)
     largest_gpu = max((n.get("GPU", 0.0) for n in cluster.nodes), default=0.0)
     largest_cpu = max((n.get("CPU", 0.0) for n in cluster.nodes), default=0.0)
+    node_cores, total_cores = cluster_cores(cluster)
+    explicit_cpus = "num_cpus" in spec.ray.model_fields_set
+    if explicit_cpus:
+        num_cpus = float(spec.ray.num_cpus)
+        default = max(1, int(num_cpus)) if num_cpus >= 1 else 1
+    else:
+        per_node = max(1, math.ceil(workers / max(1, len(cluster.nodes))))
+        default = max(1, int(node_cores) // per_node)
+    thread_plan = plan_threads(spec, threads, concurrent=workers, cores=int(total_cores) or 1,
+                               default=default)
+    if not explicit_cpus:
+        num_cpus = float(max(1, min(thread_plan.threads, int(largest_cpu) or 1)))
     explicit_device = "device" in spec.train.model_fields_set
     if num_gpus > 0 and largest_gpu < num_gpus:
         if total_gpus == 0 and spec.ray.cpu_fallback:
@@ -171,8 +220,16 @@ def plan_resources(spec: StudySpec, cluster: RayCluster, workers: int) -> Worker
         notes.append(f"note: only {slots} of {workers} workers fit on the Ray cluster at once "
                      f"({num_cpus:g} CPU, {num_gpus:g} GPU each; {_resources_text(cluster)}); "
                      "the others wait for a free slot")
+    thread_plan.concurrent = min(slots, workers)
+    warning = thread_plan.warning()
+    if warning:
+        notes.append(warning)
+    logger.info("Ray workers: %d (%d at once), %d torch thread(s) each (%s), resources per "
+                "worker: num_cpus=%g%s, num_gpus=%g", workers, min(slots, workers),
+                thread_plan.threads, thread_plan.source, num_cpus,
+                "" if explicit_cpus else " (from the threads)", num_gpus)
     return WorkerPlan(num_cpus=num_cpus, num_gpus=num_gpus, device=device,
-                      slots=min(slots, workers), notes=notes)
+                      slots=min(slots, workers), notes=notes, threads=thread_plan)
 
 
 def _resources_text(cluster: RayCluster) -> str:
@@ -190,11 +247,15 @@ def shareable_url(url: str) -> str:
     return f"{scheme}:///{path.resolve()}{query}"
 
 
-def spec_for_workers(spec: StudySpec, device: str | None) -> dict[str, Any]:
-    """The study as a plain dict for Ray workers (rebuilt there with :func:`parse_study`)."""
+def spec_for_workers(spec: StudySpec, device: str | None,
+                     threads: int | None = None) -> dict[str, Any]:
+    """The study as a plain dict for Ray workers (rebuilt there with :func:`parse_study`),
+    with the planned device and torch threads per trial."""
     data = spec.model_dump(mode="json", exclude_unset=True)
     if device is not None:
         data.setdefault("train", {})["device"] = device
+    if threads is not None:
+        data.setdefault("train", {})["threads"] = threads
     return data
 
 
@@ -246,9 +307,25 @@ class RemoteStop(StopFlag):
         return self.event.is_set()
 
 
+def follow_driver_logging(level: int) -> None:
+    """In a Ray worker: log losstune's lines at the driver's ``-v`` level (Ray forwards a
+    worker's stderr to the driver, prefixed with the worker's pid)."""
+    if level >= logging.WARNING:
+        return
+    package = logging.getLogger("losstune")
+    package.setLevel(level)
+    if not package.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package.addHandler(handler)
+        package.propagate = False
+
+
 def worker_entry(spec_data: dict[str, Any], url: str, n_trials: int, worker_index: int,
-                 deadline: float | None, stop_handle: Any) -> WorkerResult:
+                 deadline: float | None, stop_handle: Any,
+                 log_level: int = logging.WARNING) -> WorkerResult:
     """The body of one Ray worker task."""
+    follow_driver_logging(log_level)
     spec = rebuild_spec(spec_data)
     out = run_worker(spec, url, n_trials=n_trials, worker_index=worker_index,
                      stop=RemoteStop(stop_handle), deadline=deadline, wait_running=True)
@@ -267,7 +344,7 @@ def announce_plan(request: LaunchRequest, cluster: RayCluster) -> WorkerPlan:
     storage (both Ray launchers)."""
     echo, url, workers = request.echo, request.url, request.workers
     echo(cluster.describe())
-    plan = plan_resources(request.spec, cluster, workers)
+    plan = plan_resources(request.spec, cluster, workers, request.threads)
     for note in plan.notes:
         echo(note)
     hint = storage_pkg.parallel_hint(url, workers)
@@ -290,12 +367,14 @@ def run_ray_workers(request: LaunchRequest, *, cluster: RayCluster | None = None
     cluster = cluster if cluster is not None else connect(spec, request.address)
     try:
         plan = announce_plan(request, cluster)
-        spec_data = spec_for_workers(spec, plan.device)
+        spec_data = spec_for_workers(spec, plan.device,
+                                     plan.threads.threads if plan.threads else None)
         signal_actor = ray.remote(num_cpus=0)(StopSignal).remote()
         task = ray.remote(num_cpus=plan.num_cpus, num_gpus=plan.num_gpus,
                           max_retries=2)(worker_entry)
+        level = logging.getLogger("losstune").getEffectiveLevel()
         refs = {task.remote(spec_data, url, request.n_trials, i, request.deadline,
-                            signal_actor): i
+                            signal_actor, level): i
                 for i in range(workers)}
         results: list[WorkerResult] = []
         errors: list[str] = []

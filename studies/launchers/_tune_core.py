@@ -345,7 +345,9 @@ def run_tune(request: LaunchRequest, *, cluster: RayCluster | None = None
                  "Optuna pruner is not used by Tune); set `ray.scheduler: asha` to prune")
         search = StudySearch(spec, url, n_trials=request.n_trials, stop=request.stop,
                              deadline=request.deadline)
-        fn = tune.with_parameters(trainable, spec_data=spec_for_workers(spec, plan.device),
+        fn = tune.with_parameters(trainable, spec_data=spec_for_workers(
+                                     spec, plan.device,
+                                     plan.threads.threads if plan.threads else None),
                                   url=url)
         fn = tune.with_resources(fn, {"cpu": plan.num_cpus, "gpu": plan.num_gpus})
         tuner = tune.Tuner(

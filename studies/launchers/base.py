@@ -47,6 +47,8 @@ class LaunchRequest:
         on_trial_end: called in this process after each trial it ran (local launcher only).
         address: the Ray cluster to join (Ray launchers); None starts a local instance.
         echo: where launcher notes for the user go (``run_study``: its console).
+        threads: torch threads per trial from ``--threads`` (None: the study file's
+            ``train.threads``, else the usable cores shared by the workers running at once).
     """
 
     spec: StudySpec
@@ -58,6 +60,57 @@ class LaunchRequest:
     on_trial_end: TrialEndCallback | None = None
     address: str | None = None
     echo: Callable[[str], None] = print
+    threads: int | None = None
+
+
+@dataclass
+class ThreadPlan:
+    """How many torch threads each trial of a run uses, and why.
+
+    Attributes:
+        threads: torch threads per trial (per worker).
+        source: where the count comes from (``--threads``, ``train.threads`` or the default).
+        concurrent: workers training at once.
+        cores: the cores they share.
+    """
+
+    threads: int
+    source: str
+    concurrent: int
+    cores: int
+
+    def warning(self) -> str | None:
+        """One line when the run asks for more threads than there are cores, else None."""
+        busy = self.threads * self.concurrent
+        if busy <= self.cores:
+            return None
+        fit = max(1, self.cores // max(1, self.concurrent))
+        what = (f"{self.threads} torch threads" if self.concurrent == 1 else
+                f"{self.concurrent} workers x {self.threads} torch thread(s) = {busy} threads")
+        return (f"warning: {what} on {self.cores} core(s) ({self.source}): the threads wait "
+                f"for each other and training slows down several times; use --threads {fit}"
+                + (" or leave train.threads unset (the default fits the cores)"
+                   if self.source == "train.threads" else ""))
+
+
+def plan_threads(spec: StudySpec, override: int | None, *, concurrent: int, cores: int,
+                 default: int | None = None) -> ThreadPlan:
+    """Threads per trial: ``--threads`` (``override``), else ``train.threads``, else ``default``
+    (None: the cores shared by the ``concurrent`` workers)."""
+    from losstune.objectives.config import default_threads
+
+    if override is not None:
+        return ThreadPlan(override, "--threads", concurrent, cores)
+    if spec.train.threads is not None:
+        return ThreadPlan(spec.train.threads, "train.threads", concurrent, cores)
+    threads = default if default is not None else default_threads(concurrent, cores)
+    return ThreadPlan(threads, "default: cores / workers", concurrent, cores)
+
+
+def spec_with_threads(spec: StudySpec, threads: int) -> StudySpec:
+    """``spec`` whose trials train with ``threads`` torch threads (the trial configs record the
+    count, so exports replay with it)."""
+    return spec.model_copy(update={"train": spec.train.model_copy(update={"threads": threads})})
 
 
 @dataclass

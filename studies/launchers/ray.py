@@ -39,7 +39,8 @@ class RayLauncher(Launcher):
         self.check(request)
         self._cluster = _ray_core.connect(request.spec, request.address)
         try:
-            _ray_core.plan_resources(request.spec, self._cluster, request.workers)
+            _ray_core.plan_resources(request.spec, self._cluster, request.workers,
+                                     request.threads)
         except BaseException:
             self.close()
             raise

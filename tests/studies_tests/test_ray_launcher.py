@@ -5,6 +5,7 @@ workers, Ctrl-C, GPU requests on a machine without GPUs."""
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import signal
@@ -186,6 +187,20 @@ def test_two_workers_share_the_budget_exactly_and_the_driver_shows_all_trials(
         for key in ("config", "metric.val.macro_f1", "metric.test.macro_f1", "term.probe",
                     "curve.val_macro_f1", "best_epoch", "prediction_rule"):
             assert key in t.user_attrs, key
+
+
+def test_workers_train_with_their_share_of_the_cores(ray_cluster: Any, sqlite_url: str,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    study = probe_study(name="shares", n_trials=2, train={},  # train.threads unset
+                        ray={"workers": 2})
+    with caplog.at_level(logging.INFO, logger="losstune"):
+        summary = run(study, sqlite_url, console=Console(file=io.StringIO()))
+    assert summary.finished == 2
+    # the local instance has 2 CPUs: 2 workers x 1 thread, each reserving 1 CPU
+    assert [t.user_attrs["config"]["train"]["threads"] for t in trials_of("shares", sqlite_url)] \
+        == [1, 1]
+    assert ("Ray workers: 2 (2 at once), 1 torch thread(s) each (default: cores / workers), "
+            "resources per worker: num_cpus=1 (from the threads), num_gpus=0") in caplog.text
 
 
 def test_exceptions_and_nan_fail_alone_and_the_others_go_on(ray_cluster: Any,
