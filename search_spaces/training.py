@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 from losstune.search_spaces.params import CategoricalDist, Distribution, FloatDist, IntDist
 
 #: ``train.<setting>`` -> (distribution, default). Wide enough for plain BCE on long-tailed data
@@ -20,7 +17,7 @@ TRAIN_SPACE: dict[str, tuple[Distribution, object]] = {
 
 #: Default distributions of earlier losstune versions, by ``train.<setting>``. A study created
 #: with one resumes once its study file fixes that distribution under ``space:``
-#: (:func:`earlier_default_hint` says how).
+#: (``search_spaces.space.earlier_default_hint`` says how).
 EARLIER_TRAIN_SPACES: dict[str, list[Distribution]] = {
     "batch_size": [CategoricalDist((32, 64, 128))],
 }
@@ -66,40 +63,6 @@ MODEL_SPACES: dict[str, dict[str, Distribution]] = {
 FINE_TUNE_SPACE: dict[str, tuple[Distribution, object]] = {
     "encoder_lr": (FloatDist(1e-6, 1e-4, log=True), 2e-5),
 }
-
-
-def earlier_default_hint(
-    stored: list[dict[str, Any]], current: list[dict[str, Any]], overridden: Iterable[str]
-) -> str | None:
-    """One line for a study whose stored space (``SearchSpace.describe()`` rows) differs from
-    the current one only in training settings whose *default* distribution changed since it
-    was created (and that its study file does not set): which setting, and the ``space:`` entry
-    that resumes it. None when anything else differs."""
-    from losstune.search_spaces.space import _dist_json
-
-    old = {row["name"]: row for row in stored}
-    new = {row["name"]: row for row in current}
-    if set(old) != set(new):
-        return None
-    fixes = []
-    for name in sorted(n for n in new if old[n] != new[n]):
-        key = name.split(".", 1)[1] if name.startswith("train.") else None
-        earlier = EARLIER_TRAIN_SPACES.get(key or "", [])
-        match = [d for d in earlier if _dist_json(d) == old[name]["dist"]]
-        if name in set(overridden) or not match or old[name]["when"] != new[name]["when"]:
-            return None
-        fixes.append(f"`{name}: {_space_entry(match[0])}`")
-    if not fixes:
-        return None
-    return (f"this study was created with losstune's earlier default for {len(fixes)} "
-            f"training setting(s); to resume it, add {' and '.join(fixes)} under `space:` in "
-            "the study file (or start a new study under another name)")
-
-
-def _space_entry(dist: Distribution) -> str:
-    if isinstance(dist, CategoricalDist):
-        return "{choices: [" + ", ".join(str(c) for c in dist.choices) + "]}"
-    raise TypeError(f"no study-file form for {dist!r}")  # pragma: no cover
 
 
 def register_model_space(name: str, space: dict[str, Distribution]) -> None:

@@ -259,7 +259,7 @@ def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
                 f"`name: {_next_name(spec.name)}`."
             )
         return
-    from losstune.search_spaces.training import earlier_default_hint
+    from losstune.search_spaces.space import earlier_default_hint
 
     hint = earlier_default_hint(study.user_attrs.get("space", []), space.describe(), spec.space)
     if hint:  # only a changed losstune default: one line with the fix
