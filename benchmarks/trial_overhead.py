@@ -9,6 +9,7 @@ searched parameter at its default) and times:
 * ``through a SQLite study``: the same configuration as N trials of a study (every parameter
   fixed to the same values), on SQLite storage with the heartbeat, per-epoch reports and user
   attributes;
+* ``1 torch thread``: the plain loop again with ``train.threads: 1`` (when the study uses more);
 * ``LogReg fit``: sklearn ``LogisticRegression`` (lbfgs, ``max_iter=2000``) fitted N times on
   the same training features.
 
@@ -92,6 +93,15 @@ def main() -> None:
         through = (time.perf_counter() - t0) / summary.started_here
     plain_after, _, _ = plain_loop()  # plain runs before and after the study, averaged
     plain = (plain_before + plain_after) / 2
+    one_thread = None
+    if threads != 1:  # the same trials on one torch thread (small ops pay no thread handoffs)
+        single = config.model_copy(update={"train": config.train.model_copy(
+            update={"threads": 1})})
+        run_trial(single, data=data)
+        t0 = time.perf_counter()
+        for s in range(args.trials):
+            run_trial(single.with_seed(s), data=data)
+        one_thread = (time.perf_counter() - t0) / args.trials
 
     x_train = np.asarray(data.inputs["train"]["embeddings"])
     y_train = data.y["train"].numpy()
@@ -110,9 +120,12 @@ def main() -> None:
     print(f"{'':>32} {'s/trial':>9} {'test macro-F1':>14}")
     print(f"{'plain run_trial':>32} {plain:9.3f} {np.mean(test_f1):14.4f}")
     print(f"{'through a SQLite study':>32} {through:9.3f}")
+    if one_thread is not None:
+        print(f"{'plain run_trial, 1 torch thread':>32} {one_thread:9.3f}")
     print(f"{'sklearn LogisticRegression fit':>32} {logreg:9.3f} {logreg_f1:14.4f}")
-    print(f"trial / LogReg: {plain / logreg:.2f}x (through the study: {through / logreg:.2f}x); "
-          f"study overhead {100 * (through / plain - 1):+.1f}% per trial")
+    print(f"trial / LogReg: {plain / logreg:.2f}x (through the study: {through / logreg:.2f}x"
+          + (f"; on 1 thread: {one_thread / logreg:.2f}x" if one_thread is not None else "")
+          + f"); study overhead {100 * (through / plain - 1):+.1f}% per trial")
     print(f"trial validation macro-F1 (mean of {args.trials} seeds): {np.mean(val_f1):.4f}; "
           f"test macro-F1 {np.mean(test_f1):.4f} vs LogReg {logreg_f1:.4f}")
 
