@@ -526,8 +526,6 @@ def check_finite_values(result: TrialResult) -> None:
     bad = [f"{name}={value}" for name, value in zip(result.metric_names, result.values,
                                                     strict=True)
            if not math.isfinite(value)]
-    if not result.values:
-        bad = [f"{result.metric_names[0]}={result.value}"]
     if bad:
         raise NonFiniteLossError(
             f"validation {', '.join(bad)} at the kept epoch {result.best_epoch} "

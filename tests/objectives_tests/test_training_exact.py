@@ -131,8 +131,8 @@ def _reference(config: TrialConfig) -> dict[str, Any]:
 
 CONFIGS = {
     "ce_linear": dict(
-        data={"name": "synthetic"}, encoder={"name": "hashing"}, model={"head": "linear",
-                                                                        "params": {"dropout": 0.2}},
+        data={"name": "synthetic"}, encoder={"name": "hashing"},
+        model={"head": "linear", "params": {"dropout": 0.2}},
         loss={"terms": [{"name": "ce", "params": {"label_smoothing": 0.05}}]},
         train={"epochs": 5, "lr": 0.05, "weight_decay": 1e-4, "batch_size": 16, "threads": 1,
                "seed": 3, "grad_clip": 1.0}),

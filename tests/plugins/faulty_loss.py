@@ -13,7 +13,6 @@ from losstune.objectives.losses import BaseLoss, Batch, register_loss
 from losstune.objectives.models.outputs import ModelOutputs
 from losstune.search_spaces import CategoricalDist, register_loss_space
 
-
 MODES = ("ok", "nan", "raise", "nan_last_epoch", "inf_eval")
 
 
