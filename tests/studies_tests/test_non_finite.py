@@ -20,7 +20,7 @@ def _study(modes: list[str], metric: str = "macro_f1") -> dict:
     return tiny_study(
         n_trials=len(modes), metric=metric, plugins=["tests.plugins.faulty_loss"],
         loss={"choices": ["faulty"], "baseline": False},
-        space={"train.epochs": 3, "train.lr": 0.05},
+        space={"train.epochs": 3, "train.lr": 0.05, "loss.faulty.mode": sorted(set(modes))},
         enqueue=[{"loss.faulty.mode": m} for m in modes], max_failures=5)
 
 
