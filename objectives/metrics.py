@@ -9,12 +9,10 @@ loss (a sigmoid-trained head still predicts its top class); ``threshold`` for mu
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 from losstune.objectives.registry import unknown_name_message
 
@@ -107,16 +105,55 @@ def predict(
 
 
 def tune_thresholds(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-class thresholds in {0.05, ..., 0.95} that maximise each class's validation F1."""
+    """Per-class thresholds in {0.05, ..., 0.95} that maximise each class's validation F1
+    (binary F1 with ``zero_division=0``, as sklearn's ``f1_score``; the first best threshold
+    wins a tie)."""
     grid = np.linspace(0.05, 0.95, 19)
     probs = sigmoid(scores)
     best = np.full(scores.shape[1], 0.5)
     for c in range(scores.shape[1]):
-        if targets[:, c].sum() == 0:
+        truth = np.asarray(targets[:, c]) > 0
+        if truth.sum() == 0:
             continue
-        f1s = [f1_score(targets[:, c], probs[:, c] > t, zero_division=0) for t in grid]
+        hot = probs[:, c][None, :] > grid[:, None]  # (thresholds, n)
+        tp = (hot & truth[None, :]).sum(axis=1)
+        f1s = _f1_from_counts(tp, np.full(len(grid), truth.sum()), hot.sum(axis=1))
         best[c] = grid[int(np.argmax(f1s))]
     return best
+
+
+def _f1_from_counts(tp: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Per-class F1 ``2 tp / (true + pred)`` from integer counts, 0 where the class is neither
+    true nor predicted: sklearn's arithmetic (``zero_division=0``), so equal to the bit."""
+    numerator = 2.0 * np.asarray(tp, dtype=np.int64).astype(np.float64)
+    denominator = (np.asarray(true, dtype=np.int64).astype(np.float64)
+                   + np.asarray(pred, dtype=np.int64).astype(np.float64))
+    empty = denominator == 0
+    denominator[empty] = 1.0
+    out = numerator / denominator
+    out[empty] = 0.0
+    return out
+
+
+def confusion_counts(
+    y_true: np.ndarray, y_pred: np.ndarray, *, num_classes: int, multilabel: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class true positives, true counts and predicted counts (int64, one per class).
+
+    Single-label: class indices (a prediction of -1 predicts no class); multi-label: multi-hot
+    ``(n, C)`` matrices."""
+    if multilabel:
+        t = np.asarray(y_true) > 0
+        p = np.asarray(y_pred) > 0
+        return ((t & p).sum(axis=0, dtype=np.int64), t.sum(axis=0, dtype=np.int64),
+                p.sum(axis=0, dtype=np.int64))
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    true = np.bincount(y_true[y_true >= 0], minlength=num_classes)[:num_classes]
+    pred = np.bincount(y_pred[y_pred >= 0], minlength=num_classes)[:num_classes]
+    hit = y_true[(y_true == y_pred) & (y_true >= 0)]
+    tp = np.bincount(hit, minlength=num_classes)[:num_classes]
+    return tp.astype(np.int64), true.astype(np.int64), pred.astype(np.int64)
 
 
 def classification_metrics(
@@ -127,7 +164,8 @@ def classification_metrics(
     multilabel: bool,
     groups: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float | list[float]]:
-    """Scores of one split's predictions (sklearn ``f1_score`` with ``zero_division=0``).
+    """Scores of one split's predictions: sklearn's ``f1_score`` with ``zero_division=0``,
+    computed from per-class counts (equal to sklearn's values to the bit; a test checks it).
 
     * ``accuracy``: share of exact matches; for multi-label data that is *subset* accuracy
       (every label of the document right).
@@ -145,20 +183,19 @@ def classification_metrics(
     Single-label predictions of -1 ("no class", from a threshold rule) count as wrong and
     predict no class.
     """
-    labels = list(range(num_classes))
     if multilabel:
-        t, p = y_true.astype(np.uint8), y_pred.astype(np.uint8)
+        t, p = np.asarray(y_true).astype(np.uint8), np.asarray(y_pred).astype(np.uint8)
         out: dict[str, float | list[float]] = {"accuracy": float(np.mean(np.all(t == p,
                                                                                axis=1)))}
     else:
-        t, p = _one_hot(y_true, num_classes), _one_hot(y_pred, num_classes)
         out = {"accuracy": float(np.mean(y_true == y_pred))}
-    present = (t.sum(axis=0) + p.sum(axis=0)) > 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for avg in ("micro", "weighted"):
-            out[f"{avg}_f1"] = float(f1_score(t, p, average=avg, zero_division=0))
-        per_class = f1_score(t, p, average=None, labels=labels, zero_division=0).astype(float)
+    tp, true, pred = confusion_counts(y_true, y_pred, num_classes=num_classes,
+                                      multilabel=multilabel)
+    present = (true + pred) > 0
+    out["micro_f1"] = float(_f1_from_counts(tp.sum(keepdims=True), true.sum(keepdims=True),
+                                            pred.sum(keepdims=True))[0])
+    per_class = _f1_from_counts(tp, true, pred)
+    out["weighted_f1"] = _weighted_mean(per_class, true)
     per_class[~present] = np.nan
     out["macro_f1"] = _nanmean(per_class)
     out["per_class_f1"] = [float(v) for v in per_class]
@@ -167,12 +204,21 @@ def classification_metrics(
             idx = np.asarray(groups.get(name, np.arange(0)), dtype=np.int64)
             if len(idx) == 0:
                 continue
-            tg, pg = t[:, idx], p[:, idx]
-            tp = float(np.sum(tg & pg))
-            denominator = float(tg.sum() + pg.sum())
-            out[f"{name}_micro_f1"] = 2 * tp / denominator if denominator else math.nan
+            group_tp = float(np.sum(tp[idx]))
+            denominator = float(true[idx].sum() + pred[idx].sum())
+            out[f"{name}_micro_f1"] = 2 * group_tp / denominator if denominator else math.nan
             out[f"{name}_macro_f1"] = _nanmean(per_class[idx])
     return out
+
+
+def _weighted_mean(per_class: np.ndarray, weights: np.ndarray) -> float:
+    """sklearn's ``average="weighted"``: per-class values weighted by their true counts; an
+    unweighted mean when no class is true."""
+    if len(per_class) == 0:
+        return math.nan
+    if weights.sum() == 0:
+        return float(np.average(per_class))
+    return float(np.average(per_class, weights=weights))
 
 
 def _nanmean(values: np.ndarray) -> float:
@@ -184,13 +230,6 @@ def group_metric_names(groups: dict[str, np.ndarray]) -> list[str]:
     """The group metrics that ``classification_metrics`` reports for these groups."""
     return [f"{g}_{kind}_f1" for g in GROUPS if len(groups.get(g, ())) for kind in
             ("micro", "macro")]
-
-
-def _one_hot(index: np.ndarray, num_classes: int) -> np.ndarray:
-    out = np.zeros((len(index), num_classes), dtype=np.uint8)
-    valid = index >= 0
-    out[np.flatnonzero(valid), index[valid]] = 1
-    return out
 
 
 def scalar_metrics(metrics: dict[str, float | list[float]]) -> dict[str, float]:

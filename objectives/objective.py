@@ -8,6 +8,7 @@ so the objective itself never calls ``trial.suggest_*``. The names of what it st
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -142,8 +143,10 @@ class Objective:
         except TrialPrunedSignal as signal:
             self.set_attrs(trial, result_attributes(signal.result))
             raise optuna.TrialPruned(f"pruned at epoch {signal.epoch}") from None
-        except NonFiniteLossError as exc:
-            trial.set_user_attr(FAIL_REASON, self.scrub(str(exc)))
+        except NonFiniteLossError as exc:  # a NaN/inf loss, or a NaN/inf value: FAIL, never
+            # COMPLETE; what the run measured so far is kept for diagnosis
+            attrs = result_attributes(exc.result) if exc.result is not None else {}
+            self.set_attrs(trial, {**attrs, FAIL_REASON: self.scrub(str(exc))})
             raise
         except Exception as exc:  # every failure records why: max_failures counts these
             trial.set_user_attr(FAIL_REASON, self.scrub(f"{type(exc).__name__}: {exc}"))
@@ -151,7 +154,11 @@ class Objective:
         except KeyboardInterrupt:  # a second Ctrl-C: Optuna fails the trial; say why
             trial.set_user_attr(FAIL_REASON, INTERRUPTED_REASON)
             raise
+        values = [float(v) for v in result.values] if self.multi_objective else \
+            [float(result.value)]
+        if not all(math.isfinite(v) for v in values):  # run_trial raises first; never COMPLETE
+            reason = f"the trial's value {values} is not finite"
+            self.set_attrs(trial, {**result_attributes(result), FAIL_REASON: reason})
+            raise NonFiniteLossError(reason, result)
         self.set_attrs(trial, result_attributes(result))
-        if self.multi_objective:
-            return [float(v) for v in result.values]
-        return float(result.value)
+        return values if self.multi_objective else values[0]

@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -88,7 +89,13 @@ class TrialPrunedSignal(Exception):
 
 
 class NonFiniteLossError(LosstuneError, FloatingPointError):
-    """The training loss became NaN or infinite; the trial fails with this reason."""
+    """The training loss became NaN or infinite, or the trial's value (an objective metric at the
+    kept epoch) is not finite; the trial fails with this reason. ``result`` is what the run
+    produced when it got that far (curves and metrics, stored with the failed trial)."""
+
+    def __init__(self, message: str, result: TrialResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -488,7 +495,12 @@ def _run_trial(
                               device=device, metric_names=metric_names,
                               started=tracker.started)
     for epoch in range(config.train.epochs):
-        train_loss, terms = train_epoch(epoch)
+        try:
+            train_loss, terms = train_epoch(epoch)
+        except NonFiniteLossError as exc:  # keep what the finished epochs measured
+            if exc.result is None and tracker.epochs_run:
+                exc.result = tracker.result()
+            raise
         tracker.record_training(epoch, train_loss, terms)
         val_metrics = evaluate(model)
         value = tracker.record_validation(epoch, val_metrics, model)
@@ -502,17 +514,35 @@ def _run_trial(
         if config.train.patience is not None and tracker.since_best >= config.train.patience:
             break
     result = tracker.final_result(model, keep_state=keep_state)
+    check_finite_values(result)
     if extra_rules:
         result.test_by_rule = _test_by_rule(model, data, evaluator, device, extra_rules)
     return result
+
+
+def check_finite_values(result: TrialResult) -> None:
+    """A trial's value must be a number: raise NonFiniteLossError (the result attached) when
+    an objective metric at the kept epoch is NaN or infinite."""
+    bad = [f"{name}={value}" for name, value in zip(result.metric_names, result.values,
+                                                    strict=True)
+           if not math.isfinite(value)]
+    if bad:
+        raise NonFiniteLossError(
+            f"validation {', '.join(bad)} at the kept epoch {result.best_epoch} "
+            f"({result.epochs_run} epoch(s) run): a trial's value must be finite; lower "
+            "train.lr or check the loss knobs", result)
 
 
 class EpochStep:
     """One training epoch: shuffle, then per batch the loss, its backward pass and an
     optimiser step. Calling it returns the epoch's mean loss and mean loss terms.
 
+    The batch losses are kept as detached tensors and read once, at the end of the epoch (no
+    host synchronisation per batch); that is also when their finiteness is checked.
+
     Raises:
-        NonFiniteLossError: a batch's loss is NaN or infinite (before its backward pass).
+        NonFiniteLossError: a batch's loss was NaN or infinite (checked at the epoch's end; the
+            message names the epoch and the first such batch).
     """
 
     def __init__(
@@ -544,22 +574,75 @@ class EpochStep:
         self.model.train()
         n = len(self.y_multi)
         order = torch.randperm(n, generator=self.generator)
+        # Batch losses stay tensors (detached) until the epoch ends: no host read per batch.
+        totals: list[torch.Tensor] = []
+        terms_seen: list[dict[str, torch.Tensor]] = []
+        try:
+            for start in range(0, n, self.batch_size):
+                idx = order[start : start + self.batch_size]
+                total, terms = self._loss(idx, epoch)
+                self._step(total)
+                totals.append(total.detach())
+                terms_seen.append({k: v.detach() for k, v in terms.items()})
+        except Exception as exc:
+            # a loss that already was NaN/inf may make a later batch fail: name the cause
+            self._check_finite(epoch, totals, terms_seen, cause=exc)
+            raise
+        return self._epoch_means(epoch, totals, terms_seen)
+
+    def _epoch_means(
+        self, epoch: int, totals: list[torch.Tensor], terms_seen: list[dict[str, torch.Tensor]]
+    ) -> tuple[float, dict[str, float]]:
+        """The epoch's mean loss and terms, read from the device once; the sums run in the
+        batches' order in double precision, as adding each batch's ``float`` would."""
+        values = self._check_finite(epoch, totals, terms_seen)
+        n_batches = max(len(values), 1)
+        total_sum = 0.0
+        for v in values:
+            total_sum += v
+        by_term: dict[str, list[float]] = {}
+        names = list(dict.fromkeys(k for terms in terms_seen for k in terms))
+        for name in names:
+            parts = [terms[name].reshape(()) for terms in terms_seen if name in terms]
+            by_term[name] = torch.stack(parts).double().tolist() if parts else []
         sums: dict[str, float] = {}
-        total_sum, n_batches = 0.0, 0
-        for start in range(0, n, self.batch_size):
-            idx = order[start : start + self.batch_size]
-            total, terms = self._loss(idx, epoch, batch_number=start // self.batch_size)
-            self._step(total)
-            total_sum += float(total.detach())
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            n_batches += 1
-        return total_sum / max(n_batches, 1), {k: v / max(n_batches, 1) for k, v in sums.items()}
+        for name, term_values in by_term.items():
+            acc = 0.0
+            for v in term_values:
+                acc += v
+            sums[name] = acc
+        return total_sum / n_batches, {k: v / n_batches for k, v in sums.items()}
+
+    def _check_finite(
+        self,
+        epoch: int,
+        totals: list[torch.Tensor],
+        terms_seen: list[dict[str, torch.Tensor]],
+        *,
+        cause: BaseException | None = None,
+    ) -> list[float]:
+        """The batch losses as floats (one read); raises NonFiniteLossError naming the first
+        NaN/inf batch of the epoch and its terms."""
+        if not totals:
+            return []
+        values = torch.stack([t.reshape(()) for t in totals]).double().tolist()
+        for batch, value in enumerate(values):
+            if math.isfinite(value):
+                continue
+            shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms_seen[batch].items())
+            error = NonFiniteLossError(
+                f"training loss became {value} at epoch {epoch}, batch {batch} (terms: {shown}); "
+                "lower train.lr or check the loss knobs"
+            )
+            if cause is not None:
+                raise error from cause
+            raise error
+        return values
 
     def _loss(
-        self, idx: torch.Tensor, epoch: int, *, batch_number: int
+        self, idx: torch.Tensor, epoch: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The batch's weighted loss and its terms, checked to be finite."""
+        """The batch's weighted loss and its terms (finiteness is checked once per epoch)."""
         batch = Batch(
             index=idx.to(self.device),
             y=None if self.y is None else self.y[idx].to(self.device),
@@ -568,14 +651,7 @@ class EpochStep:
             num_epochs=self.epochs,
         )
         outputs = self.model(_batch_inputs(self.inputs, idx, self.device))
-        total, terms = self.criterion(outputs, batch)
-        if not torch.isfinite(total):
-            shown = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-            raise NonFiniteLossError(
-                f"training loss became {float(total.detach())} at epoch {epoch}, batch "
-                f"{batch_number} (terms: {shown}); lower train.lr or check the loss knobs"
-            )
-        return total, terms
+        return self.criterion(outputs, batch)
 
     def _step(self, total: torch.Tensor) -> None:
         """Backward pass, optional gradient clipping, optimiser step."""
@@ -674,7 +750,7 @@ class BestEpochTracker:
         if _is_better(value, self.best_value, self.direction):
             self.best_value, self.best_epoch, self.best_values = value, epoch, values
             self.best_val = val_metrics
-            self.best_state = copy.deepcopy(model.state_dict())
+            self.best_state = _snapshot(model.state_dict())
             self.best_thresholds = copy.deepcopy(self.evaluator.thresholds)
             self.since_best = 0
         else:
@@ -716,6 +792,18 @@ class BestEpochTracker:
         if keep_state:
             result.state_dict = {k: v.detach().cpu().clone() for k, v in self.best_state.items()}
         return result
+
+
+def _snapshot(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a state dict that later training steps cannot change (tensors cloned, which
+    is what ``copy.deepcopy`` does to them, without its per-object bookkeeping)."""
+    out: OrderedDict[str, Any] = OrderedDict(
+        (k, v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v))
+        for k, v in state.items())
+    metadata = getattr(state, "_metadata", None)
+    if metadata is not None:  # module versions, read by load_state_dict
+        out._metadata = copy.deepcopy(metadata)  # type: ignore[attr-defined]
+    return out
 
 
 @torch.no_grad()

@@ -32,7 +32,12 @@ from losstune.search_spaces.params import (
     Param,
     parse_override,
 )
-from losstune.search_spaces.training import FINE_TUNE_SPACE, MODEL_SPACES, TRAIN_SPACE
+from losstune.search_spaces.training import (
+    EARLIER_TRAIN_SPACES,
+    FINE_TUNE_SPACE,
+    MODEL_SPACES,
+    TRAIN_SPACE,
+)
 
 LOSS_NAME = "loss.name"
 #: Placeholder distributions giving a declared knob its kind before the override is read.
@@ -367,6 +372,38 @@ def diff_spaces(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[st
         elif a[name] != b[name]:
             lines.append(f"~ {name}: {_row_text(a[name])} -> {_row_text(b[name])}")
     return lines
+
+
+def earlier_default_hint(
+    stored: list[dict[str, Any]], current: list[dict[str, Any]], overridden: Iterable[str]
+) -> str | None:
+    """One line for a study whose stored space (``SearchSpace.describe()`` rows) differs from
+    the current one only in training settings whose *default* distribution changed since it
+    was created (and that its study file does not set): which setting, and the ``space:`` entry
+    that resumes it. None when anything else differs."""
+    old = {row["name"]: row for row in stored}
+    new = {row["name"]: row for row in current}
+    if set(old) != set(new):
+        return None
+    fixes = []
+    for name in sorted(n for n in new if old[n] != new[n]):
+        key = name.split(".", 1)[1] if name.startswith("train.") else None
+        earlier = EARLIER_TRAIN_SPACES.get(key or "", [])
+        match = [d for d in earlier if _dist_json(d) == old[name]["dist"]]
+        if name in set(overridden) or not match or old[name]["when"] != new[name]["when"]:
+            return None
+        fixes.append(f"`{name}: {_space_entry(match[0])}`")
+    if not fixes:
+        return None
+    return (f"this study was created with losstune's earlier default for {len(fixes)} "
+            f"training setting(s); to resume it, add {' and '.join(fixes)} under `space:` in "
+            "the study file (or start a new study under another name)")
+
+
+def _space_entry(dist: Distribution) -> str:
+    if isinstance(dist, CategoricalDist):
+        return "{choices: [" + ", ".join(str(c) for c in dist.choices) + "]}"
+    raise TypeError(f"no study-file form for {dist!r}")  # pragma: no cover
 
 
 def _row_text(row: dict[str, Any]) -> str:

@@ -266,6 +266,11 @@ def check_same_space(study: optuna.Study, spec: StudySpec, space: Any) -> None:
                 f"`name: {_next_name(spec.name)}`."
             )
         return
+    from losstune.search_spaces.space import earlier_default_hint
+
+    hint = earlier_default_hint(study.user_attrs.get("space", []), space.describe(), spec.space)
+    if hint:  # only a changed losstune default: one line with the fix
+        raise StudyMismatchError(f"study {spec.name!r}: {hint}")
     diff = diff_spaces(study.user_attrs.get("space", []), space.describe())
     shown = "\n  ".join(diff) if diff else "(parameter order or conditions changed)"
     raise StudyMismatchError(

@@ -16,19 +16,26 @@ reference's hand-built tuple, whose negatives skipped one class.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from pytorch_metric_learning import distances, losses, miners
 
 from losstune.objectives.losses.base import BaseLoss, Batch, check
 from losstune.objectives.types import ModelOutputs
+
+if TYPE_CHECKING:
+    from pytorch_metric_learning import distances, miners
+
+# pytorch-metric-learning is imported when one of these losses is built, not with the loss
+# registry: it loads scipy.stats, seconds of start-up that most studies never use.
 
 Miner = Literal["batch_hard", "semi_hard", "all"]
 Distance = Literal["squared_l2", "l2", "cosine"]
 
 
 def _distance(name: str) -> distances.BaseDistance:
+    from pytorch_metric_learning import distances
+
     if name == "squared_l2":
         return distances.LpDistance(normalize_embeddings=True, p=2, power=2)
     if name == "l2":
@@ -99,6 +106,8 @@ class TripletLoss(BaseLoss):
                 f"distance must be one of ['cosine', 'l2', 'squared_l2'], but got {distance!r}"
             )
         self.margin, self.miner, self.distance = margin, miner, distance
+        from pytorch_metric_learning import losses, miners
+
         self._loss = losses.TripletMarginLoss(margin=margin, distance=_distance(distance))
         self._miner: miners.BaseMiner | None = None
         if miner == "semi_hard":
@@ -175,6 +184,8 @@ class ArcFaceLoss(BaseLoss):
         check(num_classes >= 1, "num_classes >= 1", num_classes=num_classes)
         check(embedding_dim >= 1, "embedding_dim >= 1", embedding_dim=embedding_dim)
         self.margin, self.scale = margin, scale
+        from pytorch_metric_learning import losses
+
         self._loss = losses.ArcFaceLoss(
             num_classes=num_classes, embedding_size=embedding_dim, margin=margin, scale=scale
         )

@@ -13,15 +13,18 @@ from losstune.objectives.losses import BaseLoss, Batch, register_loss
 from losstune.objectives.models.outputs import ModelOutputs
 from losstune.search_spaces import CategoricalDist, register_loss_space
 
+MODES = ("ok", "nan", "raise", "nan_last_epoch", "inf_eval")
+
 
 class FaultyLoss(BaseLoss):
     """Softmax cross-entropy that can be told to fail.
 
     ``L = CE(z, y)`` when ``mode == "ok"``; NaN when ``mode == "nan"``; raises when
-    ``mode == "raise"``.
+    ``mode == "raise"``; NaN in the last training epoch only when ``mode == "nan_last_epoch"``;
+    infinite outside training (the validation ``loss`` metric) when ``mode == "inf_eval"``.
 
     Args:
-        mode: "ok", "nan" or "raise".
+        mode: "ok", "nan", "raise", "nan_last_epoch" or "inf_eval".
 
     References:
         none (a test fixture).
@@ -37,8 +40,8 @@ class FaultyLoss(BaseLoss):
 
     def __init__(self, *, mode: str = "ok") -> None:
         super().__init__()
-        if mode not in ("ok", "nan", "raise"):
-            raise ValueError(f"mode must be ok, nan or raise, but got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, but got {mode!r}")
         self.mode = mode
 
     def compute(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -49,8 +52,15 @@ class FaultyLoss(BaseLoss):
 
     def forward(self, outputs: ModelOutputs, batch: Batch) -> torch.Tensor:
         assert batch.y is not None
-        return self.compute(outputs.logits, batch.y)
+        loss = self.compute(outputs.logits, batch.y)
+        training = torch.is_grad_enabled()  # evaluation runs under no_grad
+        if self.mode == "nan_last_epoch" and training and batch.epoch == batch.num_epochs - 1:
+            return loss * float("nan")
+        if self.mode == "inf_eval" and not training:
+            return loss * float("inf")
+        return loss
 
 
 register_loss(FaultyLoss, overwrite=True)
+# the searched modes; a study asks for the others with a `space:` override
 register_loss_space("faulty", {"mode": CategoricalDist(("ok", "nan", "raise"))})

@@ -146,7 +146,7 @@ def test_shown_default_is_moved_into_the_overridden_space_and_is_the_baseline(
         "train.lr": {"low": 0.05, "high": 0.09},          # default 0.01: below the range
         "train.epochs": {"low": 30, "high": 40, "step": 4},  # default 20 -> 30
         "train.weight_decay": {"low": 0.0, "high": 1e-3, "step": 3e-4, "log": False},
-        "train.batch_size": [100, 256],                   # default 64: nearest choice 100
+        "train.batch_size": [100, 150],                   # default 256: nearest choice 150
         "loss.focal.gamma": {"low": 0.0, "high": 1.0, "step": 0.3},  # default 2.0 -> 0.9
         "model.dropout": 0.25,                            # fixed: its value
     }
@@ -154,7 +154,7 @@ def test_shown_default_is_moved_into_the_overridden_space_and_is_the_baseline(
     shown = {p.name: p.effective_default() for p in space.params}
     assert shown["train.lr"] == 0.05 and shown["train.epochs"] == 30
     assert shown["train.weight_decay"] == 0.0  # 1e-4 snaps to the step grid
-    assert shown["train.batch_size"] == 100 and shown["model.dropout"] == 0.25
+    assert shown["train.batch_size"] == 150 and shown["model.dropout"] == 0.25
     assert shown["loss.focal.gamma"] == pytest.approx(0.9)
     base = space.baseline("focal")
     for name, value in base.items():
@@ -170,4 +170,4 @@ def test_shown_default_is_moved_into_the_overridden_space_and_is_the_baseline(
     row = next(line for line in table.splitlines() if "train.lr " in line)
     assert "0.05" in row and "0.01" not in row
     row = next(line for line in table.splitlines() if "train.batch_size" in line)
-    assert "100" in row and " 64 " not in row
+    assert "150" in row and " 256 " not in row
