@@ -5,7 +5,8 @@ from __future__ import annotations
 from losstune.search_spaces.params import CategoricalDist, Distribution, FloatDist, IntDist
 
 #: ``train.<setting>`` -> (distribution, default). Wide enough for plain BCE on long-tailed data
-#: to converge (measured: at lr 1e-2 and 40 epochs every R52 tail class still had F1 0): slow losses must not lose on epochs alone.
+#: to converge (measured: at lr 1e-2 and 40 epochs every R52 tail class still had F1 0):
+#: slow losses must not lose on epochs alone.
 TRAIN_SPACE: dict[str, tuple[Distribution, object]] = {
     "lr": (FloatDist(1e-4, 1e-1, log=True), 1e-2),
     "weight_decay": (FloatDist(1e-6, 1e-2, log=True), 1e-4),
@@ -29,7 +30,8 @@ MODEL_SPACES: dict[str, dict[str, Distribution]] = {
         "hidden": CategoricalDist((128, 256, 512)),
         "dropout": FloatDist(0.0, 0.5),
     },
-    # metric-learning / G-Loss projection (the metric-learning repository: E in {128, 256}, tanh, dropout 0.3)
+    # metric-learning / G-Loss projection (the metric-learning repository: E in {128, 256},
+    # tanh, dropout 0.3)
     "projection": {
         "embedding_dim": CategoricalDist((64, 128, 256)),
         "dropout": FloatDist(0.0, 0.5),
