@@ -177,16 +177,31 @@ def _set_note(study: optuna.Study, spec: StudySpec, url: str) -> None:
     save_dashboard_note(study, "\n".join(lines), url, spec.storage)
 
 
+#: optuna-dashboard's note format: the version under ``dashboard:note_ver`` and the Markdown in
+#: chunks of at most 2045 characters under ``dashboard:note_str:<i>`` (study system attributes).
+#: Written here directly, so that creating a study does not import optuna-dashboard (seconds of
+#: start-up); tests read the notes back with optuna-dashboard's own ``get_note``.
+NOTE_VERSION_KEY = "dashboard:note_ver"
+NOTE_CHUNK_PREFIX = "dashboard:note_str:"
+NOTE_CHUNK = 2045
+
+
 def save_dashboard_note(study: optuna.Study, markdown: str, url: str,
                         *extra_urls: str | None) -> None:
     """Save ``markdown`` (passwords of ``url`` and ``extra_urls`` removed) as the study's
     optuna-dashboard note; best effort: a note never breaks a run."""
     try:
-        from optuna_dashboard import save_note
-    except ImportError:
-        return
-    try:
-        save_note(study, scrub_text(markdown, url, *extra_urls))
+        body = scrub_text(markdown, url, *extra_urls)
+        storage, study_id = study._storage, study._study_id
+        attrs = storage.get_study_system_attrs(study_id)
+        storage.set_study_system_attr(study_id, NOTE_VERSION_KEY,
+                                      int(attrs.get(NOTE_VERSION_KEY, 0)) + 1)
+        chunks = [body[i:i + NOTE_CHUNK] for i in range(0, len(body), NOTE_CHUNK)]
+        for i, chunk in enumerate(chunks):
+            storage.set_study_system_attr(study_id, f"{NOTE_CHUNK_PREFIX}{i}", chunk)
+        old = sum(k.startswith(NOTE_CHUNK_PREFIX) for k in attrs)
+        for i in range(len(chunks), old):  # a shorter note: blank the old tail
+            storage.set_study_system_attr(study_id, f"{NOTE_CHUNK_PREFIX}{i}", "")
     except Exception:  # noqa: BLE001 - a note must never break a run
         logger.debug("could not save the dashboard note", exc_info=True)
 
