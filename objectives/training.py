@@ -255,7 +255,7 @@ def _batch_inputs(
 ) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in inputs.items():
-        part = v[idx]
+        part = v.index_select(0, idx)  # the rows v[idx], several times faster on CPU
         if part.dtype == torch.float16:
             part = part.float()
         elif part.dtype == torch.int32:  # token ids
@@ -645,8 +645,8 @@ class EpochStep:
         """The batch's weighted loss and its terms (finiteness is checked once per epoch)."""
         batch = Batch(
             index=idx.to(self.device),
-            y=None if self.y is None else self.y[idx].to(self.device),
-            y_multi=self.y_multi[idx].to(self.device),
+            y=None if self.y is None else self.y.index_select(0, idx).to(self.device),
+            y_multi=self.y_multi.index_select(0, idx).to(self.device),
             epoch=epoch,
             num_epochs=self.epochs,
         )
