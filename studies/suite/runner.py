@@ -361,16 +361,6 @@ def _record_invocation(runs: optuna.Study, *, started: float, seconds: float, wo
         logging.getLogger(__name__).warning("could not record this invocation: %s", exc)
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
-
 def _claim(runs: optuna.Study, url: str, unit: Unit, invocation: str) -> bool:
     """Take ``unit`` for this worker unless another worker of the same invocation has."""
     key = f"{CLAIM_PREFIX}{unit.arm}.{unit.dataset}"
@@ -469,7 +459,9 @@ def _run_workers(suite: Suite, todo: list[Unit], *, url: str, only: Sequence[str
     import uuid
 
     invocation = uuid.uuid4().hex
-    threads = max(1, usable_cores() // workers)
+    from losstune.objectives.config import default_threads
+
+    threads = default_threads(workers)
     bar.phase(f"{workers} worker processes, {threads} torch thread(s) each")
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
