@@ -28,6 +28,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Mapping
 
+from losstune.storage import locks
 from losstune.storage.base import (
     DEFAULT_STORAGE,
     MEMORY_URLS,
@@ -46,7 +47,7 @@ from losstune.storage.base import (
     sqlite_path,
     url_password,
 )
-from losstune.storage.locks import LOCK_PURPOSES, backend_lock, local_lock
+from losstune.storage.locks import LOCK_PURPOSES, local_lock
 
 _memory_storages: dict[str, object] = {}
 _memory_lock = threading.Lock()
@@ -121,15 +122,14 @@ def study_lock(url: str, study_name: str, purpose: str = "budget", *,
     connection of the process's storage pool, or of ``engine`` when given (the proxy, which
     holds locks for many clients, uses its own). ``purpose`` is one of :data:`LOCK_PURPOSES`.
     """
-    with local_lock(url, study_name, purpose) as url:
-        if backend_of(url) == "grpc":
-            from losstune.storage.proxy import remote_lock
-
-            with remote_lock(url, study_name, purpose):
-                yield
-            return
-        with backend_lock(url, study_name, purpose, engine=engine):
+    if backend_of(url) != "grpc":
+        with locks.study_lock(url, study_name, purpose, engine=engine):
             yield
+        return
+    from losstune.storage.proxy import remote_lock
+
+    with local_lock(url, study_name, purpose) as url, remote_lock(url, study_name, purpose):
+        yield
 
 
 def budget_lock(url: str, study_name: str) -> contextlib.AbstractContextManager[None]:
