@@ -34,6 +34,15 @@ def model_input(head_cls: Any, fine_tune: bool) -> str:
     return "token_ids" if fine_tune else str(head_cls.input)
 
 
+def threads_pay(head: str, fine_tune: bool) -> bool:
+    """Whether torch's intra-op threads speed up a trial of ``head`` on the CPU: a fine-tuned
+    transformer multiplies large matrices per batch; a head on cached features only when its
+    class says so (``cpu_threads_pay``, e.g. ``textcnn``)."""
+    from losstune.objectives.models import get_model_class
+
+    return fine_tune or bool(getattr(get_model_class(head), "cpu_threads_pay", False))
+
+
 def check_model_contract(
     losses: Iterable[str],
     head: str,

@@ -344,11 +344,10 @@ class TrainReport:
 
 def replay_threads(config: Any, threads: int | None) -> tuple[Any, str | None]:
     """``config`` with the torch threads of a replay: ``threads`` (``--threads``), else the
-    config's ``train.threads`` (what the trial was recorded with), else the usable cores.
+    config's ``train.threads`` (what the trial was recorded with), else the default of its head
+    (:meth:`~losstune.objectives.config.TrialConfig.default_threads`).
     Returns the config and, when ``threads`` differs from the recorded count, one line saying
     that the replay is no longer bit-exact."""
-    from losstune.objectives.config import default_threads
-
     recorded = config.train.threads
     if threads is not None and threads < 1:
         raise ValueError(f"`threads >= 1` must hold, but got threads={threads}")
@@ -358,7 +357,9 @@ def replay_threads(config: Any, threads: int | None) -> tuple[Any, str | None]:
                 "recorded with (train.threads): CPU sums run in another order, so the replay "
                 "is not bit-exact (metrics may differ in the last digits)")
     chosen = threads if threads is not None else recorded
-    return config.with_threads(chosen if chosen is not None else default_threads()), note
+    if chosen is None:
+        chosen = config.default_threads()
+    return config.with_threads(chosen), note
 
 
 def thread_warning(threads: int, source: str, workers: int = 1) -> str | None:

@@ -136,7 +136,7 @@ def confirm_study(
     import logging
     import time
 
-    from losstune.objectives.config import TrialConfig, default_threads
+    from losstune.objectives.config import TrialConfig
     from losstune.objectives.data.registry import holdout_options
     from losstune.objectives.training import NonFiniteLossError, run_trial
 
@@ -178,7 +178,7 @@ def confirm_study(
         from losstune.studies.launchers.base import ThreadPlan
 
         most = max([threads] if threads is not None else
-                   [c.train.threads or default_threads() for c in configs])
+                   [c.train.threads or c.default_threads() for c in configs])
         source = "--threads" if threads is not None else "the trials' train.threads"
         for line in (threads_note, ThreadPlan(most, source, 1, usable_cores()).warning()):
             if line:
@@ -192,10 +192,11 @@ def confirm_study(
     for trial, config in zip(chosen, configs, strict=True):
         record = TrialRecord.from_trial(trial)
         run_threads = threads if threads is not None else (
-            config.train.threads if config.train.threads is not None else default_threads())
+            config.train.threads if config.train.threads is not None
+            else config.default_threads())
         logger.info("confirm: trial %d with %d torch thread(s) (%s), %d run(s)", trial.number,
                     run_threads, "--threads" if threads is not None else "recorded"
-                    if config.train.threads is not None else "default: usable cores",
+                    if config.train.threads is not None else "default",
                     seeds * splits)
         config = config.with_threads(run_threads)
         if config.plugins:

@@ -20,6 +20,10 @@ class BaseHead(nn.Module):
             ``"token_states"`` (``(B, L, D)`` plus a mask) or ``"token_ids"`` (``(B, L)`` ids of
             the encoder's tokenizer plus a mask; the model embeds them itself).
         provides: the :class:`ModelOutputs` fields it fills.
+        cpu_threads_pay: whether its trials train faster on several torch CPU threads than on
+            one (the default thread count follows the cores only then). False by default: most
+            heads multiply small tensors per batch, and waking a second thread for each costs
+            more than it saves.
 
     Constructors take the context arguments ``in_dim`` and ``num_classes`` plus typed
     keyword-only knobs (searchable as ``model.<knob>``).
@@ -28,6 +32,7 @@ class BaseHead(nn.Module):
     name: ClassVar[str] = ""
     input: ClassVar[Literal["embeddings", "token_states", "token_ids"]] = "embeddings"
     provides: ClassVar[frozenset[str]] = frozenset({"logits", "embeddings"})
+    cpu_threads_pay: ClassVar[bool] = False
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:  # pragma: no cover
         raise NotImplementedError
@@ -56,7 +61,9 @@ class LinearHead(BaseHead):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:
         x = inputs["embeddings"]
-        return ModelOutputs(logits=self.classifier(self.drop(x)), embeddings=x)
+        # dropout with p = 0 is the identity (and draws no random numbers): skip the call
+        return ModelOutputs(logits=self.classifier(self.drop(x) if self.dropout else x),
+                            embeddings=x)
 
 
 class MLPHead(BaseHead):
@@ -87,4 +94,5 @@ class MLPHead(BaseHead):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> ModelOutputs:
         h = self.body(inputs["embeddings"])
-        return ModelOutputs(logits=self.classifier(self.drop(h)), embeddings=h)
+        return ModelOutputs(logits=self.classifier(self.drop(h) if self.dropout else h),
+                            embeddings=h)

@@ -96,7 +96,9 @@ class ThreadPlan:
 def plan_threads(spec: StudySpec, override: int | None, *, concurrent: int, cores: int,
                  default: int | None = None) -> ThreadPlan:
     """Threads per trial: ``--threads`` (``override``), else ``train.threads``, else ``default``
-    (None: the cores shared by the ``concurrent`` workers)."""
+    (None: the cores shared by the ``concurrent`` workers); by default one thread for a head
+    that gains nothing from more (:func:`~losstune.objectives.compat.threads_pay`)."""
+    from losstune.objectives.compat import threads_pay
     from losstune.objectives.config import default_threads
 
     if override is not None:
@@ -104,6 +106,9 @@ def plan_threads(spec: StudySpec, override: int | None, *, concurrent: int, core
     if spec.train.threads is not None:
         return ThreadPlan(spec.train.threads, "train.threads", concurrent, cores)
     threads = default if default is not None else default_threads(concurrent, cores)
+    if threads > 1 and not threads_pay(spec.model.head, spec.encoder.fine_tune):
+        return ThreadPlan(1, f"default: one thread for head {spec.model.head!r}", concurrent,
+                          cores)
     return ThreadPlan(threads, "default: cores / workers", concurrent, cores)
 
 

@@ -32,7 +32,8 @@ class LocalLauncher(Launcher):
             )
 
     def plan(self, request: LaunchRequest) -> ThreadPlan:
-        """Threads of the trials: ``--threads``, ``train.threads``, else every usable core."""
+        """Threads of the trials: ``--threads``, ``train.threads``, else the default of the
+        study's head (every usable core, or one for a head that gains nothing from more)."""
         from losstune.objectives.config import usable_cores
 
         return plan_threads(request.spec, request.threads, concurrent=1, cores=usable_cores())

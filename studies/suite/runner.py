@@ -78,8 +78,8 @@ def run_config(config: Any, split: int, seed: int) -> Any:
     if out.train.threads is None:  # what this process uses, recorded so that replays match
         import torch
 
-        out = out.model_copy(update={"train": out.train.model_copy(
-            update={"threads": torch.get_num_threads()})})
+        # the process's threads, or one for a head on pooled embeddings
+        out = out.with_threads(min(torch.get_num_threads(), out.default_threads()))
     return out
 
 

@@ -3,7 +3,7 @@ operations in the same order, so exported configurations replay to the same numb
 
 The reference below is the loop written out in full, the way the trainer always did it: a host
 read and a finiteness check per batch, ``copy.deepcopy`` of the best weights, sklearn's
-``f1_score`` for the metrics. ``run_trial`` (losses read once per epoch, cloned weights, metrics
+``f1_score`` for the metrics, ``torch.optim``'s AdamW. ``run_trial`` (losses read once per epoch, cloned weights, metrics
 from counts) must give the same per-epoch curves, kept epoch, validation and test metrics and
 weights, to the bit, for a softmax CE head, a balanced multi-label BCE loss and G-Loss (which
 draws random masks; its validation ``loss`` metric must not shift the training stream)."""
@@ -24,7 +24,6 @@ from losstune.objectives.metrics import predict
 from losstune.objectives.models import get_model_class
 from losstune.objectives.training import (
     _batch_inputs,
-    _make_optimizer,
     _param_groups,
     build_objective_parts,
     prepare_data,
@@ -46,7 +45,10 @@ def _reference(config: TrialConfig) -> dict[str, Any]:
     model, criterion = build_objective_parts(config, data)
     params = [p for p in list(model.parameters()) + list(criterion.parameters())
               if p.requires_grad]
-    optimizer = _make_optimizer(config, _param_groups(config, model, params))
+    # torch's own optimiser (the trainer's LeanAdam must match it to the bit)
+    optimizer = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[config.train.optimizer](
+        _param_groups(config, model, params), lr=config.train.lr,
+        weight_decay=config.train.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     multilabel = data.dataset.multilabel
     num_classes = data.dataset.num_classes

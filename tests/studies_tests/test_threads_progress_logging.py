@@ -60,6 +60,20 @@ def test_default_threads_share_the_usable_cores_between_workers() -> None:
     assert default_threads(3, cores=8) == 2
     assert default_threads(16, cores=8) == 1  # never zero
     assert default_threads() == usable_cores()
+    # heads that gain from threads, and a fine-tuned encoder, share the cores too
+    assert default_threads(2, cores=8, head="textcnn") == 4
+    assert default_threads(2, cores=8, head="linear", fine_tune=True) == 4
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp", "projection", "space", "birnn"])
+def test_heads_that_gain_nothing_from_threads_default_to_one(head: str) -> None:
+    assert default_threads(1, cores=8, head=head) == 1
+    assert default_threads(4, cores=8, head=head) == 1
+
+
+def threaded(**overrides: Any) -> dict[str, Any]:
+    """:func:`unpinned` with a head whose trials gain from threads (textcnn on GloVe ids)."""
+    return unpinned(model={"head": "textcnn"}, encoder={"name": "glove"}, **overrides)
 
 
 def test_oversubscription_warning_names_the_counts_and_the_fix() -> None:
@@ -80,7 +94,7 @@ def _cluster(cpu: float, nodes: int = 1) -> RayCluster:
 
 
 def test_ray_workers_reserve_the_cpus_of_their_threads() -> None:
-    spec, _ = api.study_from_dict(unpinned())
+    spec, _ = api.study_from_dict(threaded())
     plan = plan_resources(spec, _cluster(cpu=8), workers=2)
     assert plan.threads is not None and plan.threads.threads == 4 and plan.num_cpus == 4
     assert plan.slots == 2 and not plan.notes
@@ -88,6 +102,11 @@ def test_ray_workers_reserve_the_cpus_of_their_threads() -> None:
     assert (plan.threads.threads, plan.num_cpus, plan.slots) == (4, 4, 4)
     plan = plan_resources(spec, _cluster(cpu=8), workers=16)
     assert (plan.threads.threads, plan.num_cpus, plan.slots) == (1, 1, 8)
+    # a linear head trains on one thread: each worker reserves one CPU
+    linear, _ = api.study_from_dict(unpinned())
+    plan = plan_resources(linear, _cluster(cpu=8), workers=2)
+    assert (plan.threads.threads, plan.num_cpus, plan.slots) == (1, 1, 2)
+    assert plan.threads.source == "default: one thread for head 'linear'"
 
 
 def test_ray_threads_from_the_study_file_or_the_flag() -> None:
@@ -95,7 +114,7 @@ def test_ray_threads_from_the_study_file_or_the_flag() -> None:
     plan = plan_resources(pinned, _cluster(cpu=8), workers=2)
     assert (plan.threads.threads, plan.threads.source, plan.num_cpus) == (3, "train.threads", 3)
     # an explicit ray.num_cpus keeps its reservation and sets the default thread count
-    reserved, _ = api.study_from_dict(unpinned(ray={"num_cpus": 2}))
+    reserved, _ = api.study_from_dict(threaded(ray={"num_cpus": 2}))
     plan = plan_resources(reserved, _cluster(cpu=8), workers=2)
     assert (plan.threads.threads, plan.num_cpus) == (2, 2.0)
     # more threads than the reserved CPUs: Ray packs the workers, the threads overlap
@@ -116,7 +135,7 @@ def study_file(tmp_path: Path) -> Path:
 def test_run_threads_default_flag_and_warning(study_file: Path, sqlite_url: str) -> None:
     result = invoke("run", str(study_file), "--storage", sqlite_url, "--no-progress")
     assert result.exit_code == 0, result.output
-    assert trial_threads("tiny", sqlite_url) == [default_threads(1)] * 2
+    assert trial_threads("tiny", sqlite_url) == [1] * 2  # the linear head's default
     assert "warning:" not in result.output
 
     too_many = usable_cores() + 1
@@ -177,7 +196,7 @@ def test_train_reports_every_epoch_to_the_progress_callback(study_file: Path,
     seen: list[tuple[int, int]] = []
     report = api.train_config(best, seeds=2, on_epoch=lambda i, e: seen.append((i, e)))
     assert seen == [(i, e) for i in range(2) for e in range(epochs)]
-    assert report.threads == default_threads(1) and report.threads_note is None
+    assert report.threads == 1 and report.threads_note is None  # recorded: the linear default
 
 
 def test_encoding_reports_rows_to_the_installed_hook(tmp_path: Path,
@@ -236,8 +255,7 @@ def test_verbose_logs_cache_storage_launcher_and_resume(study_file: Path, sqlite
     for line in LINES:
         assert line in verbose, line
     assert "synthetic/train with hashing (embeddings)" in verbose
-    assert f"{default_threads(1)} torch thread(s) per trial (default: cores / workers)" \
-        in verbose
+    assert "1 torch thread(s) per trial (default: one thread for head 'linear')" in verbose
     assert not any(line.startswith("DEBUG ") for line in verbose.splitlines())
     # -v leaves Optuna's per-trial lines out; -vv adds them (and losstune's debug level)
     assert "Trial 0 finished" not in verbose
