@@ -2,16 +2,24 @@
 
 On cached full-R8 all-MiniLM-L6-v2 features (encoded once, on the first run), this takes the
 trial that ``studies/configs/quickstart.yaml`` starts from (its baseline: softmax CE with every
-searched parameter at its default) and times:
+searched parameter at its default) and times it as ``losstune run`` trains it: with the torch
+threads the run would choose (``plan_threads``: one for the linear head) and OpenMP's
+``OMP_WAIT_POLICY=PASSIVE``, which the CLI sets before torch loads:
 
-* ``plain run_trial``: ``losstune.objectives.training.run_trial`` called N times in a loop (no
-  Optuna, no storage; seeds 0..N-1);
+* ``plain run_trial``: ``losstune.objectives.training.run_trial`` (no Optuna, no storage;
+  seeds 0..N-1);
 * ``through a SQLite study``: the same configuration as N trials of a study (every parameter
   fixed to the same values), on SQLite storage with the heartbeat, per-epoch reports and user
-  attributes;
-* ``1 torch thread``: the plain loop again with ``train.threads: 1`` (when the study uses more);
-* ``LogReg fit``: sklearn ``LogisticRegression`` (lbfgs, ``max_iter=2000``) fitted N times on
-  the same training features.
+  attributes; per trial = from the first trial's start to the last one's end, over N (opening
+  the storage and creating the study happen once and are printed apart);
+* ``all cores``: the plain loop again on every usable core (what the default was before), when
+  that is more threads than the run's;
+* ``LogReg fit``: sklearn ``LogisticRegression`` (lbfgs, ``max_iter=2000``) fitted on the same
+  training features.
+
+Plain trials and LogReg fits run in alternating blocks of 5 (N of each before the study and N
+after), and the figures are medians, so that other jobs on a shared machine weigh on both sides
+alike.
 
 It prints, from one run, the seconds per trial of each, the ratio trial / LogReg, and the test
 macro-F1 of both (the trials' mean; the test split is never used for selection).
@@ -23,9 +31,11 @@ Usage: ``python benchmarks/trial_overhead.py [--trials 10] [--epochs E] [--batch
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,9 +52,11 @@ def main() -> None:
     parser.add_argument("--study", default=str(REPO / "studies" / "configs" / "quickstart.yaml"))
     args = parser.parse_args()
 
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it, before torch
     import optuna
     import torch
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
     from losstune.objectives.training import prepare_data, run_trial
@@ -60,7 +72,12 @@ def main() -> None:
     if args.batch_size is not None:
         values["train.batch_size"] = args.batch_size
     config = space.to_config(values, spec.template())
-    threads = config.train.threads or torch.get_num_threads()
+    from losstune.objectives.config import usable_cores
+    from losstune.studies.launchers.base import plan_threads
+
+    cores = usable_cores()
+    threads = plan_threads(spec, None, concurrent=1, cores=cores).threads  # as `losstune run`
+    config = config.with_threads(threads)
     torch.set_num_threads(threads)
 
     t0 = time.perf_counter()
@@ -69,13 +86,30 @@ def main() -> None:
 
     run_trial(config, data=data)  # warm-up (allocations, first-call costs)
 
-    def plain_loop() -> tuple[float, list[float], list[float]]:
-        t0 = time.perf_counter()
-        results = [run_trial(config.with_seed(s), data=data) for s in range(args.trials)]
-        return ((time.perf_counter() - t0) / args.trials, [r.value for r in results],
-                [r.test["macro_f1"] for r in results])
+    from sklearn.linear_model import LogisticRegression
 
-    plain_before, val_f1, test_f1 = plain_loop()
+    x_train = np.asarray(data.inputs["train"]["embeddings"])
+    y_train = data.y["train"].numpy()
+
+    def rounds(block: int = 5) -> tuple[list[float], list[float], list[Any]]:
+        """Blocks of ``block`` trials (seeds 0..N-1 in order), each followed by ``block`` LogReg
+        fits, so that a change in the machine's load hits both alike; seconds of each, and the
+        trials' results."""
+        trial_s, logreg_s, results = [], [], []
+        for first in range(0, args.trials, block):
+            for s in range(first, min(args.trials, first + block)):
+                t0 = time.perf_counter()
+                results.append(run_trial(config.with_seed(s), data=data))
+                trial_s.append(time.perf_counter() - t0)
+            for _ in range(first, min(args.trials, first + block)):
+                t0 = time.perf_counter()
+                LogisticRegression(max_iter=2000).fit(x_train, y_train)
+                logreg_s.append(time.perf_counter() - t0)
+        return trial_s, logreg_s, results
+
+    trial_s, logreg_s, results = rounds()
+    val_f1 = [r.value for r in results]
+    test_f1 = [r.test["macro_f1"] for r in results]
 
     study = {
         "name": "bench_overhead", "n_trials": args.trials, "seed": 0,
@@ -90,41 +124,49 @@ def main() -> None:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         t0 = time.perf_counter()
         summary = api.run_study(bench_spec, study_text=text, storage=url, progress=False)
-        through = (time.perf_counter() - t0) / summary.started_here
-    plain_after, _, _ = plain_loop()  # plain runs before and after the study, averaged
-    plain = (plain_before + plain_after) / 2
-    one_thread = None
-    if threads != 1:  # the same trials on one torch thread (small ops pay no thread handoffs)
-        single = config.model_copy(update={"train": config.train.model_copy(
-            update={"threads": 1})})
-        run_trial(single, data=data)
+        wall = time.perf_counter() - t0
+        trials = optuna.load_study(study_name="bench_overhead", storage=url).trials
+    first = min(t.datetime_start for t in trials)
+    last = max(t.datetime_complete for t in trials)
+    through = (last - first).total_seconds() / summary.started_here
+    setup = wall - (last - first).total_seconds()  # storage, study, summary: once per run
+    more_trial, more_logreg, _ = rounds()  # rounds before and after the study, pooled
+    trial_s += more_trial
+    logreg_s += more_logreg
+    plain = statistics.median(trial_s)
+    logreg = statistics.median(logreg_s)
+    all_cores = None
+    if cores > threads:  # the same trials on every core, as the default was before
+        wide = config.with_threads(cores)
+        run_trial(wide, data=data)
         t0 = time.perf_counter()
         for s in range(args.trials):
-            run_trial(single.with_seed(s), data=data)
-        one_thread = (time.perf_counter() - t0) / args.trials
+            run_trial(wide.with_seed(s), data=data)
+        all_cores = (time.perf_counter() - t0) / args.trials
+        torch.set_num_threads(threads)
 
-    x_train = np.asarray(data.inputs["train"]["embeddings"])
-    y_train = data.y["train"].numpy()
     x_test = np.asarray(data.inputs["test"]["embeddings"])
     y_test = data.y["test"].numpy()
-    t0 = time.perf_counter()
-    for _ in range(args.trials):
-        clf = LogisticRegression(max_iter=2000).fit(x_train, y_train)
-    logreg = (time.perf_counter() - t0) / args.trials
+    clf = LogisticRegression(max_iter=2000).fit(x_train, y_train)
     logreg_f1 = f1_score(y_test, clf.predict(x_test), average="macro")
 
     shown = ", ".join(f"{k}={v}" for k, v in values.items())
     print(f"R8 full, frozen MiniLM features ({len(y_train)} train docs), {args.trials} trials, "
-          f"{threads} torch threads; features ready in {prep:.1f} s (about 0 when cached)")
+          f"{threads} torch thread(s) (as `losstune run` chooses; {cores} usable cores), "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; features ready in "
+          f"{prep:.1f} s (about 0 when cached)")
     print(f"trial: {Path(args.study).name} defaults: {shown}")
-    print(f"{'':>32} {'s/trial':>9} {'test macro-F1':>14}")
-    print(f"{'plain run_trial':>32} {plain:9.3f} {np.mean(test_f1):14.4f}")
-    print(f"{'through a SQLite study':>32} {through:9.3f}")
-    if one_thread is not None:
-        print(f"{'plain run_trial, 1 torch thread':>32} {one_thread:9.3f}")
-    print(f"{'sklearn LogisticRegression fit':>32} {logreg:9.3f} {logreg_f1:14.4f}")
+    print(f"{'median of ' + str(2 * args.trials) + ' runs each':>34} {'s/trial':>9} "
+          f"{'test macro-F1':>14}")
+    print(f"{'plain run_trial':>34} {plain:9.3f} {np.mean(test_f1):14.4f}")
+    print(f"{'through a SQLite study':>34} {through:9.3f}   (+ {setup:.2f} s once: storage, "
+          "study, summary)")
+    if all_cores is not None:
+        print(f"{f'plain run_trial, {cores} threads':>34} {all_cores:9.3f}")
+    print(f"{'sklearn LogisticRegression fit':>34} {logreg:9.3f} {logreg_f1:14.4f}")
     print(f"trial / LogReg: {plain / logreg:.2f}x (through the study: {through / logreg:.2f}x"
-          + (f"; on 1 thread: {one_thread / logreg:.2f}x" if one_thread is not None else "")
+          + (f"; on {cores} threads: {all_cores / logreg:.2f}x" if all_cores is not None
+             else "")
           + f"); study overhead {100 * (through / plain - 1):+.1f}% per trial")
     print(f"trial validation macro-F1 (mean of {args.trials} seeds): {np.mean(val_f1):.4f}; "
           f"test macro-F1 {np.mean(test_f1):.4f} vs LogReg {logreg_f1:.4f}")
