@@ -100,15 +100,15 @@ def _database_lock(url: str, backend: str, study_name: str, purpose: str,
     import sqlalchemy
 
     key = _lock_key(study_name, purpose)
+    if backend == "postgresql":  # a session lock needs no transaction: no BEGIN/COMMIT trips
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     with engine.connect() as con:
         if backend == "postgresql":
             con.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            con.commit()
             try:
                 yield
             finally:
                 con.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                con.commit()
         elif backend == "mysql":
             name = f"losstune_{abs(key) % 10**12}"
             got = con.execute(sqlalchemy.text("SELECT GET_LOCK(:n, 600)"),

@@ -10,6 +10,15 @@ What it adds to Optuna's class, and why:
   is failed and retried anyway.
 * **One transaction for many attributes** (:meth:`LosstuneRDBStorage.set_trial_user_attrs`):
   a trial's results (about 25 attributes) are one multi-row upsert instead of 25 transactions.
+* **Buffered parameters**: the parameters a trial of this process samples are checked against
+  the study's distributions at once (a conflict raises at ``suggest_*`` as in Optuna) and
+  written with the trial's next write, in the same transaction: the first attributes a
+  losstune trial sets (its config), milliseconds after sampling, or its state change. This
+  process's reads see them at once; a worker killed in between leaves a trial without
+  parameters, which is failed as stale like any trial of a dead worker.
+* **Reads without a transaction on server databases**: a read is its statements' round trips,
+  without ``BEGIN``/``COMMIT`` (under PostgreSQL's READ COMMITTED each statement of a
+  transaction sees its own snapshot anyway).
 * **Cheap commits**: SQLite runs ``synchronous=NORMAL`` under WAL (a power cut can lose the
   last transactions, never corrupt the file; a killed process loses nothing); PostgreSQL
   sessions of losstune run ``synchronous_commit=off`` (a server crash can lose the last
@@ -27,6 +36,7 @@ What it adds to Optuna's class, and why:
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -150,7 +160,20 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
                 time.sleep(0.5)
                 super().__init__(url, engine_kwargs=engine_kwargs, **kwargs)
         self._init_reports(report_interval)
+        #: parameters sampled by trials of this process, not written yet:
+        #: ``{trial_id: {name: (internal value, distribution)}}``
+        self._pending_params: dict[int, dict[str, tuple[float, Any]]] = {}
+        #: trials this process started (created, or took from the queue): their parameters
+        #: are buffered; any other trial's are written at once, as Optuna does
+        self._own_trials: set[int] = set()
+        #: trials this process just created, as the creation returned them: the read that
+        #: Optuna's ``Trial`` makes right after is answered from here once
+        self._fresh: dict[int, FrozenTrial] = {}
+        #: when this process last looked for stale trials, per study
+        self._stale_checked: dict[int, float] = {}
         _tune_sessions(self.engine, backend, durable_commits=durable_commits)
+        self._reads_engine = (self.engine.execution_options(isolation_level="AUTOCOMMIT")
+                              if backend in ("postgresql", "mysql") else None)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickled into another process (Ray, Tune): reopen through get_storage there, which
@@ -199,11 +222,29 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
 
     def _write_trial(self, trial_id: int, reports: Mapping[int, float],
                      attrs: Mapping[str, Any]) -> None:
-        from optuna.storages._rdb import models
-        from sqlalchemy import select
+        """One transaction: the trial's buffered parameters, then ``reports`` and ``attrs``."""
 
-        if not reports and not attrs:
+        with self._pending_lock:
+            params = self._pending_params.pop(trial_id, None)
+        if not reports and not attrs and not params:
             return
+        try:
+            self._write_trial_rows(trial_id, reports, attrs, params or {})
+        except BaseException:
+            if params:  # not written: keep them for the next write of the trial
+                with self._pending_lock:
+                    self._pending_params.setdefault(trial_id, {}).update(
+                        {k: v for k, v in params.items()
+                         if k not in self._pending_params.get(trial_id, {})})
+            raise
+
+    def _write_trial_rows(self, trial_id: int, reports: Mapping[int, float],
+                          attrs: Mapping[str, Any],
+                          params: Mapping[str, tuple[float, Any]]) -> None:
+        from optuna import distributions
+        from optuna.storages._rdb import models
+        from sqlalchemy import insert, select
+
         with self._session() as session:
             state = session.execute(
                 select(models.TrialModel.state).where(models.TrialModel.trial_id == trial_id)
@@ -211,6 +252,11 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
             if state is None:
                 raise KeyError(f"No trial with trial_id {trial_id} exists.")
             self.check_trial_is_updatable(trial_id, state)
+            if params:
+                session.execute(insert(models.TrialParamModel.__table__), [
+                    {"trial_id": trial_id, "param_name": name, "param_value": value,
+                     "distribution_json": distributions.distribution_to_json(dist)}
+                    for name, (value, dist) in params.items()])
             if reports:
                 rows = []
                 for step, value in sorted(reports.items()):
@@ -246,8 +292,156 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Any = None) -> bool:
         if state != TrialState.RUNNING:
+            with self._pending_lock:
+                self._fresh.pop(trial_id, None)
+            self._finish_params(trial_id)
             self._finish_reports(trial_id)
-        return super().set_trial_state_values(trial_id, state, values)
+        changed = self._set_state_values(trial_id, state, values)
+        if state == TrialState.RUNNING and changed:  # taken from the queue by this process
+            with self._pending_lock:
+                self._own_trials.add(trial_id)
+        return changed
+
+    def _set_state_values(self, trial_id: int, state: TrialState, values: Any) -> bool:
+        """What Optuna's ``set_trial_state_values`` does (row lock, updatable check, values,
+        state, start or end time), in three statements: Optuna loads the trial as an ORM
+        object, which reads every table the trial owns (eight statements more)."""
+        import datetime
+
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        trials = models.TrialModel.__table__
+        try:
+            with self._session() as session:
+                current = session.execute(
+                    sqlalchemy.select(trials.c.state).where(trials.c.trial_id == trial_id)
+                    .with_for_update()).scalar_one_or_none()
+                if current is None:
+                    raise KeyError(models.NOT_FOUND_MSG)
+                self.check_trial_is_updatable(trial_id, current)
+                if values is not None:
+                    rows = []
+                    for objective, value in enumerate(values):
+                        stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                        rows.append({"trial_id": trial_id, "objective": objective,
+                                     "value": stored, "value_type": kind})
+                    if rows:
+                        self._upsert(session, models.TrialValueModel, rows,
+                                     keys=("trial_id", "objective"),
+                                     update=("value", "value_type"))
+                if state == TrialState.RUNNING and current != TrialState.WAITING:
+                    return False
+                update: dict[str, Any] = {"state": state}
+                now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)  # naive UTC
+                if state == TrialState.RUNNING:
+                    update["datetime_start"] = now
+                if state.is_finished():
+                    update["datetime_complete"] = now
+                session.execute(sqlalchemy.update(trials).where(trials.c.trial_id == trial_id)
+                                .values(**update))
+        except optuna.exceptions.StorageInternalError as exc:
+            if isinstance(exc.__cause__, sqlalchemy.exc.IntegrityError):
+                return False  # as Optuna: another worker took this WAITING trial
+            raise
+        return True
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        frozen = super()._create_new_trial(study_id, template_trial)
+        if frozen.state == TrialState.RUNNING:
+            with self._pending_lock:
+                self._own_trials.add(frozen._trial_id)
+                self._fresh[frozen._trial_id] = copy.deepcopy(frozen)
+        return frozen
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """Optuna's search for RUNNING trials whose heartbeat is older than the grace period,
+        at most once per heartbeat interval per study and process (Optuna runs it before every
+        trial: eleven statements, a fifth of a short trial's storage work). A trial goes stale
+        only after the grace period, so it is failed and retried at most one heartbeat
+        interval later than before."""
+        now = time.monotonic()
+        interval = self.heartbeat_interval or 0
+        with self._pending_lock:
+            last = self._stale_checked.get(study_id)
+            if last is not None and now - last < interval:
+                return []
+            self._stale_checked[study_id] = now
+        return super()._get_stale_trial_ids(study_id)
+
+    # ------------------------------------------------------------------ parameters
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: Any, previous_distribution: Any) -> None:
+        """Buffer a parameter of a trial this process runs (written with the trial's next
+        write); check it against the study's distribution of that name first."""
+        with self._pending_lock:
+            own = trial_id in self._own_trials
+        if not own:
+            super()._set_trial_param(trial_id, param_name, param_value_internal, distribution,
+                                     previous_distribution)
+            return
+        from optuna import distributions
+
+        if previous_distribution is None:
+            previous_distribution = self._stored_distribution(trial_id, param_name)
+        if previous_distribution is not None:
+            distributions.check_distribution_compatibility(previous_distribution, distribution)
+        with self._pending_lock:
+            self._pending_params.setdefault(trial_id, {})[param_name] = (
+                float(param_value_internal), distribution)
+
+    def _stored_distribution(self, trial_id: int, param_name: str) -> Any:
+        """The distribution of ``param_name`` in the study of ``trial_id`` (any trial's: Optuna
+        keeps them compatible), None if no trial has it yet; KeyError if there is no such
+        trial."""
+        from optuna import distributions
+        from optuna.storages._rdb import models
+        from sqlalchemy import select
+
+        trials = models.TrialModel.__table__
+        params = models.TrialParamModel.__table__
+        study = select(trials.c.study_id).where(trials.c.trial_id == trial_id) \
+            .scalar_subquery()
+        with self._reader() as reader:
+            if reader.execute(select(trials.c.trial_id).where(trials.c.trial_id == trial_id)) \
+                    .first() is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            text = reader.execute(
+                select(params.c.distribution_json)
+                .join(trials, trials.c.trial_id == params.c.trial_id)
+                .where((trials.c.study_id == study) & (params.c.param_name == param_name))
+                .limit(1)).scalar()
+        return None if text is None else distributions.json_to_distribution(text)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        with self._pending_lock:
+            pending = self._pending_params.get(trial_id, {}).get(param_name)
+        if pending is not None:
+            return pending[0]
+        return super().get_trial_param(trial_id, param_name)
+
+    def _finish_params(self, trial_id: int) -> None:
+        """Before a trial's state changes: write its buffered parameters; forget the trial."""
+        try:
+            self._write_trial(trial_id, {}, {})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            with self._pending_lock:  # finished elsewhere: the state change will say so
+                self._pending_params.pop(trial_id, None)
+        finally:
+            with self._pending_lock:
+                self._own_trials.discard(trial_id)
+
+    def _with_pending(self, trial: FrozenTrial) -> FrozenTrial:
+        """``trial`` with this process's buffered reports and parameters."""
+        trial = super()._with_pending(trial)
+        with self._pending_lock:
+            params = dict(self._pending_params.get(trial._trial_id, {}))
+        if params and trial.state == TrialState.RUNNING:
+            for name, (value, dist) in params.items():
+                trial.distributions[name] = dist
+                trial.params[name] = dist.to_external_repr(value)
+        return trial
 
     # ------------------------------------------------------------------ reads
     # Optuna loads trials through ORM objects: a query per relationship and an object per row.
@@ -257,9 +451,13 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         from optuna.storages._rdb import models
 
-        with self._session() as session:
+        with self._pending_lock:
+            fresh = self._fresh.pop(trial_id, None)
+        if fresh is not None:  # created by this process an instant ago
+            return self._with_pending(fresh)
+        with self._reader() as reader:
             table = models.TrialModel.__table__
-            trials = self._read_trials(session, table.c.trial_id == trial_id)
+            trials = self._read_trials(reader, table.c.trial_id == trial_id)
         if not trials:
             raise KeyError(models.NOT_FOUND_MSG)
         return self._with_pending(trials[0])
@@ -279,11 +477,31 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
                                            table.c.trial_id > trial_id_greater_than)
         elif trial_id_greater_than > -1:
             where = where & (table.c.trial_id > trial_id_greater_than)
-        with self._session() as session:
-            trials = self._read_trials(session, where)
-            if not trials:
-                models.StudyModel.find_or_raise_by_id(study_id, session)  # KeyError if gone
+        with self._reader() as reader:
+            trials = self._read_trials(reader, where)
+            if not trials:  # KeyError if the study is gone
+                studies = models.StudyModel.__table__
+                if reader.execute(sqlalchemy.select(studies.c.study_id)
+                                  .where(studies.c.study_id == study_id)).first() is None:
+                    raise KeyError(models.NOT_FOUND_MSG)
         return [self._with_pending(t) for t in trials]
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Any]:
+        """Where reads execute: on PostgreSQL and MySQL a pooled connection in autocommit (no
+        ``BEGIN``/``COMMIT`` round trips), on SQLite a session (a read transaction)."""
+        if self._reads_engine is None:
+            with self._session() as session:
+                yield session
+            return
+        import sqlalchemy.exc
+
+        try:
+            with self._reads_engine.connect() as connection:
+                yield connection
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise optuna.exceptions.StorageInternalError(
+                f"a losstune storage read failed: {type(exc).__name__}") from exc
 
     def _read_trials(self, session: Any, where: Any) -> list[FrozenTrial]:
         import datetime

@@ -3,10 +3,11 @@ operations in the same order, so exported configurations replay to the same numb
 
 The reference below is the loop written out in full, the way the trainer always did it: a host
 read and a finiteness check per batch, ``copy.deepcopy`` of the best weights, sklearn's
-``f1_score`` for the metrics, ``torch.optim``'s AdamW. ``run_trial`` (losses read once per epoch, cloned weights, metrics
-from counts) must give the same per-epoch curves, kept epoch, validation and test metrics and
-weights, to the bit, for a softmax CE head, a balanced multi-label BCE loss and G-Loss (which
-draws random masks; its validation ``loss`` metric must not shift the training stream)."""
+``f1_score`` for the metrics, ``torch.optim``'s AdamW. ``run_trial`` (losses read once per
+epoch, cloned weights, metrics from counts, LeanAdam) must give the same per-epoch curves, kept
+epoch, validation and test metrics and weights, to the bit, for a softmax CE head, a balanced
+multi-label BCE loss and G-Loss (which draws random masks; its validation ``loss`` metric must
+not shift the training stream)."""
 
 from __future__ import annotations
 

@@ -228,3 +228,91 @@ def _as_dict(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
     d = dict(trial.__dict__)
     d["intermediate_values"] = {k: same(v) for k, v in trial.intermediate_values.items()}
     return d
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_parameters_are_written_with_the_trials_first_write(kind: str, sqlite_url: str) -> None:
+    """A trial's sampled parameters are checked at once, seen by this process at once, and
+    written in the transaction of the trial's first attributes (or before its state
+    changes), not one transaction each."""
+    url = sqlite_url if kind == "sqlite" else require_postgres()
+    name = unique_name("params")
+    storage = storage_pkg.get_storage(url)
+    with study_cleanup(name, url):
+        study = optuna.create_study(study_name=name, storage=storage)
+        writes: list[str] = []  # statements that write, each with the commit after it
+
+        def on_statement(_con: object, _cur: object, statement: str, *_: object) -> None:
+            if not statement.lstrip().upper().startswith("SELECT"):
+                writes.append(statement.split("(")[0].strip())
+
+        sqlalchemy.event.listen(storage.engine, "after_cursor_execute", on_statement)
+        sqlalchemy.event.listen(storage.engine, "commit",
+                                lambda con: writes.append("COMMIT") if writes else None)
+        trial = study.ask()
+        writes.clear()
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        loss = trial.suggest_categorical("loss.name", ["ce", "bce"])
+        assert writes == [], "a parameter was written in a transaction of its own"
+        assert storage.get_trial(trial._trial_id).params == {"lr": lr, "loss.name": loss}
+        assert _reader(url).get_trial(trial._trial_id).params == {}  # not written yet
+        storage_pkg.set_user_attrs(trial, {"config": {"lr": lr}})
+        assert writes == ["INSERT INTO trial_params", "INSERT INTO trial_user_attributes",
+                          "COMMIT"]  # one transaction
+        written = _reader(url).get_trial(trial._trial_id)
+        assert written.params == {"lr": lr, "loss.name": loss}
+        assert written.user_attrs == {"config": {"lr": lr}}
+
+        # a distribution that conflicts with the study's raises at suggest, as in Optuna:
+        # known to this study object, or read from the database (a study loaded anew)
+        other = study.ask()
+        with pytest.raises(ValueError, match="different distribution"):
+            other.suggest_int("lr", 1, 3)
+        fresh = optuna.load_study(study_name=name, storage=storage).ask()
+        with pytest.raises(ValueError, match="different distribution"):
+            fresh.suggest_categorical("lr", ["a", "b"])
+        study.tell(fresh, state=TrialState.FAIL)
+        # a trial that fails before any write still records its parameters
+        epochs = other.suggest_int("epochs", 1, 5)
+        study.tell(other, state=TrialState.FAIL)
+        failed = _reader(url).get_trial(other._trial_id)
+        assert failed.state == TrialState.FAIL and failed.params == {"epochs": epochs}
+    storage_pkg.close_storage(url)
+
+
+def test_state_changes_keep_optunas_rules(sqlite_url: str) -> None:
+    """losstune's three-statement state change answers as Optuna's: values and end time of a
+    finished trial, a WAITING trial taken once, a finished trial not updatable."""
+    storage = storage_pkg.get_storage(sqlite_url)
+    study = optuna.create_study(storage=storage, directions=["maximize", "minimize"])
+    study.enqueue_trial({"x": 1.0})
+    waiting = study.get_trials(deepcopy=False)[0]._trial_id
+    assert storage.set_trial_state_values(waiting, TrialState.RUNNING) is True
+    assert storage.set_trial_state_values(waiting, TrialState.RUNNING) is False  # taken
+    assert storage.set_trial_state_values(waiting, TrialState.COMPLETE, [0.5, float("inf")])
+    done = _reader(sqlite_url).get_trial(waiting)
+    assert done.state == TrialState.COMPLETE and done.values == [0.5, float("inf")]
+    assert done.datetime_start is not None and done.datetime_complete >= done.datetime_start
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        storage.set_trial_state_values(waiting, TrialState.FAIL)
+    with pytest.raises(KeyError):
+        storage.set_trial_state_values(10**9, TrialState.FAIL)
+
+
+def test_stale_trials_are_looked_for_once_per_heartbeat_interval(sqlite_url: str) -> None:
+    """Optuna looks for stale trials before every trial; losstune at most once per heartbeat
+    interval and process (a trial is stale only after the longer grace period)."""
+    storage = storage_pkg.get_storage(sqlite_url, storage_pkg.StorageSettings(
+        heartbeat_interval=1, grace_period=2))
+    study = optuna.create_study(storage=storage)
+    statements: list[int] = []
+    sqlalchemy.event.listen(storage.engine, "after_cursor_execute",
+                            lambda *a: statements.append(1))
+    assert storage._get_stale_trial_ids(study._study_id) == []
+    looked = len(statements)
+    assert looked > 0
+    assert storage._get_stale_trial_ids(study._study_id) == []
+    assert len(statements) == looked  # within the interval: not again
+    time.sleep(1.1)
+    storage._get_stale_trial_ids(study._study_id)
+    assert len(statements) > looked
