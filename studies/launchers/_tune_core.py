@@ -260,11 +260,16 @@ def trainable(config: dict[str, Any], *, spec_data: dict[str, Any], url: str) ->
         reporter = None if spec.is_multi_objective else TuneReporter(names[0])
         result = run_trial(trial_config, reporter=reporter)
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, NonFiniteLossError) else \
-            f"{type(exc).__name__}: {exc}"
+        attrs: dict[str, Any] = {}
+        if isinstance(exc, NonFiniteLossError):  # a NaN/inf loss or value: what the run
+            reason = str(exc)  # measured so far (curves, metrics) is kept for diagnosis
+            if exc.result is not None:
+                attrs = result_attributes(exc.result)
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        attrs[attrs_schema.FAIL_REASON] = scrub_text(reason, url)
         try:
-            storage.set_trial_user_attr(trial_id, attrs_schema.FAIL_REASON,
-                                        scrub_text(reason, url))
+            storage.set_trial_user_attrs(trial_id, attrs)  # one transaction
         except Exception:  # noqa: BLE001 - the trial fails anyway
             logger.debug("could not store fail_reason", exc_info=True)
         raise

@@ -67,3 +67,26 @@ def test_run_trial_raises_for_a_non_finite_value_with_the_result() -> None:
     with pytest.raises(NonFiniteLossError, match=r"validation loss=inf at the kept epoch") as e:
         run_trial(config)
     assert e.value.result is not None and e.value.result.test  # measured to the end
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():  # noqa: ANN201
+    from tests.studies_tests.ray_helpers import local_ray
+
+    yield from local_ray(num_cpus=2)
+
+
+@pytest.mark.ray
+def test_ray_tune_trials_keep_the_reason_and_the_curves_too(ray_cluster: object,
+                                                            sqlite_url: str) -> None:
+    study = dict(_study(["nan_last_epoch", "ok"]), name="tuned_nan",
+                 ray={"workers": 1, "scheduler": "none"})
+    spec, text = api.study_from_dict(study)
+    api.run_study(spec, study_text=text, storage=sqlite_url, launcher="ray-tune",
+                  progress=False)
+    trials = optuna.load_study(study_name="tuned_nan", storage=sqlite_url).trials
+    failed = next(t for t in trials if t.state == TrialState.FAIL)
+    assert failed.user_attrs["fail_reason"].startswith("training loss became nan at epoch 2")
+    assert failed.user_attrs["epochs_run"] == 2
+    assert len(failed.user_attrs["curve.val_macro_f1"]) == 2
+    assert any(t.state == TrialState.COMPLETE for t in trials)
