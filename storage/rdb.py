@@ -456,34 +456,30 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         if fresh is not None:  # created by this process an instant ago
             return self._with_pending(fresh)
         with self._reader() as reader:
-            table = models.TrialModel.__table__
-            trials = self._read_trials(reader, table.c.trial_id == trial_id)
+            trials, _ = self._read_trials(reader, ("one",), {"tid": trial_id})
         if not trials:
             raise KeyError(models.NOT_FOUND_MSG)
         return self._with_pending(trials[0])
 
     def _get_trials(self, study_id: int, states: Any, included_trial_ids: set[int],
                     trial_id_greater_than: int) -> list[FrozenTrial]:
-        import sqlalchemy
         from optuna.storages._rdb import models
 
-        table = models.TrialModel.__table__
         included = sorted(i for i in included_trial_ids if i <= trial_id_greater_than)
-        where = table.c.study_id == study_id
+        params: dict[str, Any] = {"sid": study_id}
         if states is not None:
-            where = where & table.c.state.in_(list(states))
-        if included and trial_id_greater_than > -1:
-            where = where & sqlalchemy.or_(table.c.trial_id.in_(included),
-                                           table.c.trial_id > trial_id_greater_than)
-        elif trial_id_greater_than > -1:
-            where = where & (table.c.trial_id > trial_id_greater_than)
+            params["states"] = list(states)
+        mode = "all"
+        if trial_id_greater_than > -1:
+            mode = "some_or_after" if included else "after"
+            params["after"] = trial_id_greater_than
+            if included:
+                params["some"] = included
         with self._reader() as reader:
-            trials = self._read_trials(reader, where)
-            if not trials:  # KeyError if the study is gone
-                studies = models.StudyModel.__table__
-                if reader.execute(sqlalchemy.select(studies.c.study_id)
-                                  .where(studies.c.study_id == study_id)).first() is None:
-                    raise KeyError(models.NOT_FOUND_MSG)
+            trials, study_found = self._read_trials(
+                reader, ("study", states is not None, mode), params)
+        if not study_found:
+            raise KeyError(models.NOT_FOUND_MSG)
         return [self._with_pending(t) for t in trials]
 
     @contextlib.contextmanager
@@ -503,34 +499,31 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
             raise optuna.exceptions.StorageInternalError(
                 f"a losstune storage read failed: {type(exc).__name__}") from exc
 
-    def _read_trials(self, session: Any, where: Any) -> list[FrozenTrial]:
+    def _read_trials(self, session: Any, shape: tuple[Any, ...],
+                     params: dict[str, Any]) -> tuple[list[FrozenTrial], bool]:
+        """The trials that the query of ``shape`` (:func:`_trials_query`) selects with
+        ``params``, each with everything it owns, from one statement; and whether the study
+        exists (for a study's trials; True for one trial)."""
         import datetime
 
         from optuna import distributions
         from optuna.storages._rdb import models
-        from sqlalchemy import select
 
-        trial_table = models.TrialModel.__table__
-        rows = session.execute(
-            select(trial_table.c.trial_id, trial_table.c.number, trial_table.c.state,
-                   trial_table.c.datetime_start, trial_table.c.datetime_complete)
-            .where(where).order_by(trial_table.c.trial_id)
-        ).all()
-        if not rows:
-            return []
-        params: dict[int, list[Any]] = {}
+        rows: list[tuple[Any, ...]] = []
+        params_of: dict[int, list[Any]] = {}
         values: dict[int, dict[int, float]] = {}
         user: dict[int, dict[str, Any]] = {}
         system: dict[int, dict[str, Any]] = {}
         steps: dict[int, dict[int, float]] = {}
         value_type = models.TrialValueModel.TrialValueType
         step_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
-        ids = [r[0] for r in rows]
-        owned = [row for start in range(0, len(ids), _IDS_PER_QUERY)
-                 for row in session.execute(_children_query(ids[start:start + _IDS_PER_QUERY]))]
-        for kind, tid, order, name, number, type_name, text in owned:
-            if kind == 0:
-                params.setdefault(tid, []).append((order, name, number, text))
+        study_found = shape[0] == "one"
+        for kind, tid, order, name, number, type_name, text, start, complete in \
+                session.execute(_trials_query(shape), params):
+            if kind == 5:
+                rows.append((tid, order, TrialState[name], start, complete))
+            elif kind == 0:
+                params_of.setdefault(tid, []).append((order, name, number, text))
             elif kind == 1:
                 values.setdefault(tid, {})[order] = models.TrialValueModel \
                     .stored_repr_to_value(number, value_type[type_name])
@@ -538,9 +531,12 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
                 user.setdefault(tid, {})[name] = json.loads(text)
             elif kind == 3:
                 system.setdefault(tid, {})[name] = json.loads(text)
-            else:
+            elif kind == 4:
                 steps.setdefault(tid, {})[order] = models.TrialIntermediateValueModel \
                     .stored_repr_to_intermediate_value(number, step_type[type_name])
+            else:  # kind 6: the study exists
+                study_found = True
+        rows.sort(key=lambda r: r[0])
 
         def local(moment: datetime.datetime | None) -> datetime.datetime | None:
             if moment is None:  # stored as naive UTC, shown as naive local time (as Optuna)
@@ -553,7 +549,8 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         for tid, number, state, start, complete in rows:
             names: dict[str, Any] = {}
             dists: dict[str, Any] = {}
-            for _, name, value, dist_json in sorted(params.get(tid, []), key=lambda r: r[0]):
+            for _, name, value, dist_json in sorted(params_of.get(tid, []),
+                                                    key=lambda r: r[0]):
                 dist = parsed.get(dist_json)
                 if dist is None:
                     dist = parsed[dist_json] = distributions.json_to_distribution(dist_json)
@@ -569,7 +566,7 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
                 system_attrs=system.get(tid, {}), intermediate_values=steps.get(tid, {}),
                 trial_id=tid,
             ))
-        return out
+        return out, study_found or bool(out)
 
     def heartbeat_trial_ids(self, study_id: int) -> set[int]:
         """IDs of the study's trials that have a heartbeat row."""
@@ -617,19 +614,49 @@ def _upsert_statement(dialect: str, model: Any, keys: tuple[str, ...],
     return stmt
 
 
-#: Trial ids per children query (bound parameters: SQLite allows 32766, older ones 999).
-_IDS_PER_QUERY = 400
+_queries: dict[tuple[Any, ...], Any] = {}
 
 
-def _children_query(trial_ids: list[int]) -> Any:
-    """One ``UNION ALL`` of everything the trials ``trial_ids`` own (found through the unique
-    indexes that start with ``trial_id``): rows of
-    ``(kind, trial_id, order, name, number, type, text)`` with kind 0 = parameter (order:
-    param_id, text: distribution), 1 = value (order: objective), 2 = user attribute, 3 = system
-    attribute (text: JSON), 4 = intermediate value (order: step)."""
+def _trials_query(shape: tuple[Any, ...]) -> Any:
+    """One ``UNION ALL`` of the trials a read selects and of everything they own (found
+    through the unique indexes that start with ``trial_id``): rows of
+    ``(kind, trial_id, order, name, number, type, text, start, complete)`` with kind 5 = the
+    trial (order: number, name: state), 0 = parameter (order: param_id, text: distribution),
+    1 = value (order: objective), 2 = user attribute, 3 = system attribute (text: JSON),
+    4 = intermediate value (order: step), 6 = the study exists.
+
+    ``shape`` is ``("one",)`` (bound ``tid``) or ``("study", with_states, mode)`` (bound
+    ``sid``, ``states`` when ``with_states``, and for ``mode`` ``"after"`` the trials after
+    ``after``, for ``"some_or_after"`` also those in ``some``). Built once per shape and
+    process, so SQLAlchemy compiles each once per dialect."""
+    stmt = _queries.get(shape)
+    if stmt is None:
+        stmt = _queries[shape] = _build_trials_query(shape)
+    return stmt
+
+
+def _build_trials_query(shape: tuple[Any, ...]) -> Any:
     import sqlalchemy
     from optuna.storages._rdb import models
-    from sqlalchemy import Integer, String, cast, literal, null, select
+    from sqlalchemy import DateTime, Integer, String, bindparam, cast, literal, null, select
+
+    trials = models.TrialModel.__table__
+    if shape[0] == "one":
+        where = trials.c.trial_id == bindparam("tid")
+    else:
+        _, with_states, mode = shape
+        where = trials.c.study_id == bindparam("sid")
+        if with_states:
+            where = where & trials.c.state.in_(
+                bindparam("states", expanding=True, type_=trials.c.state.type))
+        if mode == "after":
+            where = where & (trials.c.trial_id > bindparam("after"))
+        elif mode == "some_or_after":
+            where = where & sqlalchemy.or_(
+                trials.c.trial_id.in_(bindparam("some", expanding=True)),
+                trials.c.trial_id > bindparam("after"))
+    selected = select(trials.c.trial_id).where(where)
+    no_time = cast(null(), DateTime)
 
     def part(kind: int, model: Any, order: str | None, name: str | None, number: str | None,
              type_: str | None, text: str | None) -> Any:
@@ -642,9 +669,17 @@ def _children_query(trial_ids: list[int]) -> Any:
         typ = (null() if type_ is None else cast(table.c[type_], String(16))).label("typ")
         return select(literal(kind, Integer).label("kind"), table.c.trial_id,
                       col(order, "ord"), col(name, "name"), col(number, "num"), typ,
-                      col(text, "txt")).where(table.c.trial_id.in_(trial_ids))
+                      col(text, "txt"), no_time.label("t1"), no_time.label("t2")) \
+            .where(table.c.trial_id.in_(selected))
 
-    return sqlalchemy.union_all(
+    # the trials first: the union's columns take their types (the times are parsed as such)
+    head = select(literal(5, Integer).label("kind"), trials.c.trial_id,
+                  trials.c.number.label("ord"), cast(trials.c.state, String(16)).label("name"),
+                  null().label("num"), null().label("typ"), null().label("txt"),
+                  trials.c.datetime_start.label("t1"),
+                  trials.c.datetime_complete.label("t2")).where(where)
+    parts = [
+        head,
         part(0, models.TrialParamModel, "param_id", "param_name", "param_value", None,
              "distribution_json"),
         part(1, models.TrialValueModel, "objective", None, "value", "value_type", None),
@@ -652,7 +687,13 @@ def _children_query(trial_ids: list[int]) -> Any:
         part(3, models.TrialSystemAttributeModel, None, "key", None, None, "value_json"),
         part(4, models.TrialIntermediateValueModel, "step", None, "intermediate_value",
              "intermediate_value_type", None),
-    )
+    ]
+    if shape[0] == "study":
+        studies = models.StudyModel.__table__
+        parts.append(select(literal(6, Integer).label("kind"), studies.c.study_id, null(),
+                            null(), null(), null(), null(), no_time, no_time)
+                     .where(studies.c.study_id == bindparam("sid")))
+    return sqlalchemy.union_all(*parts)
 
 
 #: A pooled connection idle longer than this is pinged before use (and replaced if the server
