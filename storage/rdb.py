@@ -41,6 +41,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -348,12 +349,55 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
 
     def _create_new_trial(self, study_id: int,
                           template_trial: FrozenTrial | None = None) -> FrozenTrial:
-        frozen = super()._create_new_trial(study_id, template_trial)
+        if template_trial is None and _has_returning(self.engine.name):
+            frozen = self._insert_running_trial(study_id)
+        else:  # an enqueued or copied trial (several tables), or no INSERT ... RETURNING
+            frozen = super()._create_new_trial(study_id, template_trial)
         if frozen.state == TrialState.RUNNING:
             with self._pending_lock:
                 self._own_trials.add(frozen._trial_id)
                 self._fresh[frozen._trial_id] = copy.deepcopy(frozen)
         return frozen
+
+    def _insert_running_trial(self, study_id: int) -> FrozenTrial:
+        """A new RUNNING trial numbered after the study's others, as Optuna creates one (the
+        study's row locked while its trials are counted), in two statements instead of four
+        and an ORM flush."""
+        import datetime
+
+        import sqlalchemy
+        from optuna.storages._rdb import models
+
+        trials = models.TrialModel.__table__
+        studies = models.StudyModel.__table__
+        for attempt in range(1, 6):  # Optuna retries too: deadlocks of distributed workers
+            now = datetime.datetime.now(datetime.UTC)
+            try:
+                with self._session() as session:
+                    if session.execute(sqlalchemy.select(studies.c.study_id)
+                                       .where(studies.c.study_id == study_id)
+                                       .with_for_update()).first() is None:
+                        raise KeyError(models.NOT_FOUND_MSG)
+                    count = sqlalchemy.select(
+                        sqlalchemy.func.count(trials.c.trial_id),
+                        sqlalchemy.literal(study_id, sqlalchemy.Integer),
+                        sqlalchemy.literal(TrialState.RUNNING.name, trials.c.state.type),
+                        sqlalchemy.literal(now.replace(tzinfo=None), sqlalchemy.DateTime),
+                    ).where(trials.c.study_id == study_id)
+                    trial_id, number = session.execute(
+                        sqlalchemy.insert(trials).from_select(
+                            ["number", "study_id", "state", "datetime_start"], count)
+                        .returning(trials.c.trial_id, trials.c.number)).one()
+                break
+            except optuna.exceptions.StorageInternalError:
+                if attempt == 5:
+                    raise
+                time.sleep(random.random() * 2.0)
+        return FrozenTrial(
+            number=number, state=TrialState.RUNNING, value=None, values=None,
+            datetime_start=now.astimezone().replace(tzinfo=None), datetime_complete=None,
+            params={}, distributions={}, user_attrs={}, system_attrs={},
+            intermediate_values={}, trial_id=trial_id)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         """Optuna's search for RUNNING trials whose heartbeat is older than the grace period,
@@ -612,6 +656,14 @@ def _upsert_statement(dialect: str, model: Any, keys: tuple[str, ...],
         stmt = base.on_duplicate_key_update({c: base.inserted[c] for c in update})
     _upserts[cache_key] = stmt
     return stmt
+
+
+def _has_returning(dialect: str) -> bool:
+    """Whether ``INSERT ... RETURNING`` is there: PostgreSQL, SQLite 3.35 and newer."""
+    import sqlite3
+
+    return dialect == "postgresql" or (dialect == "sqlite"
+                                       and sqlite3.sqlite_version_info >= (3, 35, 0))
 
 
 _queries: dict[tuple[Any, ...], Any] = {}
