@@ -184,6 +184,23 @@ def cli(ctx: click.Context, verbose: int) -> None:
     # took 7x longer. PASSIVE makes them sleep. It must be set before torch loads the OpenMP
     # runtime (it is not imported yet here); a local Ray instance and its workers inherit it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    _skip_exit_collection()
+
+
+_exit_collection_skipped: list[bool] = []
+
+
+def _skip_exit_collection() -> None:
+    """At exit Python garbage-collects every object still alive (torch, SQLAlchemy and Optuna
+    leave millions): over a second after each command. The process ends anyway, so they are
+    frozen (``gc.freeze``) and left to the operating system; exit handlers, thread joins and
+    stream flushes still run as before."""
+    import atexit
+    import gc
+
+    if not _exit_collection_skipped:
+        _exit_collection_skipped.append(True)
+        atexit.register(gc.freeze)
 
 
 # ---------------------------------------------------------------------- run
