@@ -5,8 +5,9 @@ It exports one trial of the quickstart study (``losstune run studies/configs/qui
 with the default thread count, which its config records) and times the replay, each a fresh
 process, quiet and while one busy Python process per usable core loads the machine:
 
-* ``default``: ``losstune train best.yaml`` as shipped now (the recorded thread count, OpenMP
-  threads that sleep when idle: ``OMP_WAIT_POLICY=PASSIVE`` set by the CLI);
+* ``default``: ``losstune train best.yaml`` as shipped now (the recorded thread count: one for
+  the quickstart's linear head; OpenMP threads that sleep when idle, ``OMP_WAIT_POLICY=PASSIVE``
+  set by the CLI);
 * ``old``: the replay as ``losstune train`` ran it before: ``api.train_config`` with the
   formerly pinned ``threads: 2`` and OpenMP's default wait policy (idle threads spin first);
 * ``one thread``: ``losstune train best.yaml --threads 1`` (not bit-exact, for reference).
