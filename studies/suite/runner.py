@@ -78,7 +78,7 @@ def run_config(config: Any, split: int, seed: int) -> Any:
     if out.train.threads is None:  # what this process uses, recorded so that replays match
         import torch
 
-        # the process's threads, or one for a head on pooled embeddings
+        # the process's threads, or one for a head that gains nothing from more
         out = out.with_threads(min(torch.get_num_threads(), out.default_threads()))
     return out
 
