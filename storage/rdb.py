@@ -465,6 +465,11 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
             return pending[0]
         return super().get_trial_param(trial_id, param_name)
 
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        """One user attribute, written with the trial's buffered parameters and reports (one
+        transaction, as :meth:`set_trial_user_attrs`)."""
+        self.set_trial_user_attrs(trial_id, {key: value})
+
     def _finish_params(self, trial_id: int) -> None:
         """Before a trial's state changes: write its buffered parameters; forget the trial."""
         try:

@@ -263,6 +263,13 @@ def test_parameters_are_written_with_the_trials_first_write(kind: str, sqlite_ur
         assert written.params == {"lr": lr, "loss.name": loss}
         assert written.user_attrs == {"config": {"lr": lr}}
 
+        # a single attribute (Optuna's own call) writes the buffered parameters too
+        third = study.ask()
+        epochs = third.suggest_int("epochs", 1, 5)
+        third.set_user_attr("owner", "me")
+        assert _reader(url).get_trial(third._trial_id).params == {"epochs": epochs}
+        study.tell(third, state=TrialState.FAIL)
+
         # a distribution that conflicts with the study's raises at suggest, as in Optuna:
         # known to this study object, or read from the database (a study loaded anew)
         other = study.ask()
