@@ -294,7 +294,8 @@ def run(study_file: str, storage: str | None, n_trials: int | None, timeout: flo
               help="Run only this arm (repeatable); the tables show every arm stored so far.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes, each taking whole arm x dataset units; torch threads "
-                   "per worker: cores // workers (recorded in every run's config).")
+                   "per worker: cores // workers, one for heads that gain nothing from more "
+                   "(recorded in every run's config).")
 @click.option("--no-progress", is_flag=True, help="Plain lines instead of a progress bar.")
 @handle_errors
 def suite(suite_file: str, storage: str | None, quick: bool, output: str | None,

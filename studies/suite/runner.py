@@ -254,7 +254,8 @@ def run_suite(
         command: the command line to record in RESULTS.md.
         workers: worker processes; each claims whole (arm, dataset) units, and every unit
             runs in one process, so results do not depend on the number of workers. Torch
-            threads per worker: usable cores // workers (at least 1).
+            threads per worker: usable cores // workers (at least 1; one for a head that
+            gains nothing from more).
 
     Raises:
         SuiteFileError: the suite file or an argument is invalid (nothing ran, nothing written).
