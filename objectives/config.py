@@ -113,9 +113,10 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0)
     threads: int | None = Field(
         None, ge=1,
-        description="torch CPU threads; None: default_threads() (1 for heads on pooled "
-                    "embeddings, else the usable cores shared by the workers). A fixed value "
-                    "makes CPU replays bit-exact.",
+        description="torch CPU threads; None: default_threads() (1 for most heads on cached "
+                    "features; the usable cores shared by the workers for a fine-tuned encoder "
+                    "or a head that gains from threads). A fixed value makes CPU replays "
+                    "bit-exact.",
     )
     encoder_lr: float = Field(
         2e-5, gt=0, description="Learning rate of the transformer when encoder.fine_tune is on."
