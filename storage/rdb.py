@@ -448,14 +448,16 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         study = select(trials.c.study_id).where(trials.c.trial_id == trial_id) \
             .scalar_subquery()
         with self._reader() as reader:
-            if reader.execute(select(trials.c.trial_id).where(trials.c.trial_id == trial_id)) \
-                    .first() is None:
-                raise KeyError(models.NOT_FOUND_MSG)
             text = reader.execute(
                 select(params.c.distribution_json)
                 .join(trials, trials.c.trial_id == params.c.trial_id)
                 .where((trials.c.study_id == study) & (params.c.param_name == param_name))
                 .limit(1)).scalar()
+            # a stored distribution implies the trial exists; else ask (KeyError if not)
+            if text is None and reader.execute(
+                    select(trials.c.trial_id).where(trials.c.trial_id == trial_id)) \
+                    .first() is None:
+                raise KeyError(models.NOT_FOUND_MSG)
         return None if text is None else distributions.json_to_distribution(text)
 
     def get_trial_param(self, trial_id: int, param_name: str) -> float:
@@ -471,9 +473,11 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
         self.set_trial_user_attrs(trial_id, {key: value})
 
     def _finish_params(self, trial_id: int) -> None:
-        """Before a trial's state changes: write its buffered parameters; forget the trial."""
+        """Before a trial's state changes: write its buffered parameters, and its buffered
+        reports with them (one transaction; :meth:`_finish_reports` then finds none); forget
+        the trial."""
         try:
-            self._write_trial(trial_id, {}, {})
+            self._write_trial(trial_id, self._take_pending(trial_id), {})
         except optuna.exceptions.UpdateFinishedTrialError:
             with self._pending_lock:  # finished elsewhere: the state change will say so
                 self._pending_params.pop(trial_id, None)
