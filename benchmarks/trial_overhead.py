@@ -14,6 +14,9 @@ threads the run would choose (``plan_threads``: one for the linear head) and Ope
   the storage and creating the study happen once and are printed apart);
 * ``all cores``: the plain loop again on every usable core (what the default was before), when
   that is more threads than the run's;
+* ``library defaults``: the plain loop again with the library's default ``train.lr``,
+  ``train.epochs`` and ``train.batch_size`` in place of the study's ``default:`` values (the
+  quickstart sets its own), when they differ;
 * ``LogReg fit``: sklearn ``LogisticRegression`` (lbfgs, ``max_iter=2000``) fitted on the same
   training features.
 
@@ -79,6 +82,13 @@ def main() -> None:
     threads = plan_threads(spec, None, concurrent=1, cores=cores).threads  # as `losstune run`
     config = config.with_threads(threads)
     torch.set_num_threads(threads)
+    from losstune.search_spaces import TRAIN_SPACE
+
+    library_values = {**values, **{f"train.{k}": TRAIN_SPACE[k][1]
+                                   for k in ("lr", "epochs", "batch_size")}}
+    library = None
+    if library_values != values:
+        library = space.to_config(library_values, spec.template()).with_threads(threads)
 
     t0 = time.perf_counter()
     data = prepare_data(config)  # encodes full R8 once (cached on disk for later runs)
@@ -91,16 +101,26 @@ def main() -> None:
     x_train = np.asarray(data.inputs["train"]["embeddings"])
     y_train = data.y["train"].numpy()
 
+    library_s: list[float] = []
+    library_results: list[Any] = []
+
     def rounds(block: int = 5) -> tuple[list[float], list[float], list[Any]]:
         """Blocks of ``block`` trials (seeds 0..N-1 in order), each followed by ``block`` LogReg
-        fits, so that a change in the machine's load hits both alike; seconds of each, and the
-        trials' results."""
+        fits (and, when they differ, ``block`` trials at the library's defaults), so that a
+        change in the machine's load hits all alike; seconds of each, and the trials'
+        results."""
         trial_s, logreg_s, results = [], [], []
         for first in range(0, args.trials, block):
             for s in range(first, min(args.trials, first + block)):
                 t0 = time.perf_counter()
                 results.append(run_trial(config.with_seed(s), data=data))
                 trial_s.append(time.perf_counter() - t0)
+            for s in range(first, min(args.trials, first + block)):
+                if library is None:
+                    break
+                t0 = time.perf_counter()
+                library_results.append(run_trial(library.with_seed(s), data=data))
+                library_s.append(time.perf_counter() - t0)
             for _ in range(first, min(args.trials, first + block)):
                 t0 = time.perf_counter()
                 LogisticRegression(max_iter=2000).fit(x_train, y_train)
@@ -163,6 +183,12 @@ def main() -> None:
           "study, summary)")
     if all_cores is not None:
         print(f"{f'plain run_trial, {cores} threads':>34} {all_cores:9.3f}")
+    if library is not None:
+        lib_f1 = np.mean([r.test["macro_f1"] for r in library_results[:args.trials]])
+        print(f"{'library defaults':>34} {statistics.median(library_s):9.3f} {lib_f1:14.4f}"
+              f"   (lr {TRAIN_SPACE['lr'][1]}, {TRAIN_SPACE['epochs'][1]} epochs, batch "
+              f"{TRAIN_SPACE['batch_size'][1]}: "
+              f"{statistics.median(library_s) / logreg:.2f}x LogReg)")
     print(f"{'sklearn LogisticRegression fit':>34} {logreg:9.3f} {logreg_f1:14.4f}")
     print(f"trial / LogReg: {plain / logreg:.2f}x (through the study: {through / logreg:.2f}x"
           + (f"; on {cores} threads: {all_cores / logreg:.2f}x" if all_cores is not None

@@ -277,6 +277,15 @@ def _batch_inputs(
     return out
 
 
+def _gathered_size(dtype: torch.dtype) -> int:
+    """Bytes per element of an input once :func:`_batch_inputs` has gathered it."""
+    if dtype == torch.float16:
+        return 4
+    if dtype == torch.int32:
+        return 8
+    return torch.empty((), dtype=dtype).element_size()
+
+
 def with_extra_inputs(
     data: PreparedData, extra: dict[str, dict[str, torch.Tensor]]
 ) -> PreparedData:
@@ -546,6 +555,10 @@ def check_finite_values(result: TrialResult) -> None:
             "train.lr or check the loss knobs", result)
 
 
+#: About how many bytes of training inputs one gather moves at a time (see :class:`EpochStep`).
+CHUNK_BYTES = 32 * 2**20
+
+
 class EpochStep:
     """One training epoch: shuffle, then per batch the loss, its backward pass and an
     optimiser step. Calling it returns the epoch's mean loss and mean loss terms.
@@ -581,6 +594,13 @@ class EpochStep:
         self.grad_clip = config.train.grad_clip
         self.inputs = data.inputs["train"]
         self.y, self.y_multi = data.y["train"], data.y_multi["train"]
+        # Rows are gathered (and moved to the device) a chunk of whole batches at a time, about
+        # CHUNK_BYTES of inputs, and the batches are views into it: one copy per chunk instead
+        # of one per batch, the same rows in the same order.
+        row_bytes = sum(v[:1].numel() * _gathered_size(v.dtype) for v in self.inputs.values())
+        batches = max(1, CHUNK_BYTES // max(1, row_bytes * self.batch_size))
+        self._chunk_rows = batches * self.batch_size
+        self._chunk: tuple[Any, ...] = ()
 
     def __call__(self, epoch: int) -> tuple[float, dict[str, float]]:
         self.criterion.on_epoch_start(epoch, self.epochs)
@@ -592,8 +612,7 @@ class EpochStep:
         terms_seen: list[dict[str, torch.Tensor]] = []
         try:
             for start in range(0, n, self.batch_size):
-                idx = order[start : start + self.batch_size]
-                total, terms = self._loss(idx, epoch)
+                total, terms = self._loss(order, start, epoch)
                 self._step(total)
                 totals.append(total.detach())
                 terms_seen.append({k: v.detach() for k, v in terms.items()})
@@ -601,6 +620,8 @@ class EpochStep:
             # a loss that already was NaN/inf may make a later batch fail: name the cause
             self._check_finite(epoch, totals, terms_seen, cause=exc)
             raise
+        finally:
+            self._chunk = ()
         return self._epoch_means(epoch, totals, terms_seen)
 
     def _epoch_means(
@@ -653,17 +674,23 @@ class EpochStep:
         return values
 
     def _loss(
-        self, idx: torch.Tensor, epoch: int
+        self, order: torch.Tensor, start: int, epoch: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The batch's weighted loss and its terms (finiteness is checked once per epoch)."""
-        batch = Batch(
-            index=idx.to(self.device),
-            y=None if self.y is None else self.y.index_select(0, idx).to(self.device),
-            y_multi=self.y_multi.index_select(0, idx).to(self.device),
-            epoch=epoch,
-            num_epochs=self.epochs,
-        )
-        outputs = self.model(_batch_inputs(self.inputs, idx, self.device))
+        """The weighted loss and its terms of the batch ``order[start:start + batch_size]``
+        (finiteness is checked once per epoch)."""
+        if start % self._chunk_rows == 0:  # gather the next chunk of shuffled rows
+            idx = order[start : start + self._chunk_rows]
+            self._chunk = (
+                idx.to(self.device),
+                None if self.y is None else self.y.index_select(0, idx).to(self.device),
+                self.y_multi.index_select(0, idx).to(self.device),
+                _batch_inputs(self.inputs, idx, self.device),
+            )
+        index, y, y_multi, inputs = self._chunk
+        rows = slice(start % self._chunk_rows, start % self._chunk_rows + self.batch_size)
+        batch = Batch(index=index[rows], y=None if y is None else y[rows],
+                      y_multi=y_multi[rows], epoch=epoch, num_epochs=self.epochs)
+        outputs = self.model({k: v[rows] for k, v in inputs.items()})
         return self.criterion(outputs, batch)
 
     def _step(self, total: torch.Tensor) -> None:

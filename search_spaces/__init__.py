@@ -18,6 +18,7 @@ from losstune.search_spaces.params import (
     FloatDist,
     IntDist,
     Param,
+    apply_override,
     parse_override,
 )
 from losstune.search_spaces.space import LOSS_NAME, SearchSpace, SpaceError, diff_spaces
@@ -44,6 +45,7 @@ __all__ = [
     "SearchSpace",
     "SpaceError",
     "diff_spaces",
+    "apply_override",
     "parse_override",
     "register_loss_space",
     "register_model_space",

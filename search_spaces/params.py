@@ -7,7 +7,10 @@ distribution, a default (the paper's value, used by the baseline trial) and opti
 * a scalar fixes it: ``train.batch_size: 64``;
 * ``{low, high[, log][, step]}`` sets a numeric range;
 * ``{choices: [...]}`` or a bare list makes it categorical over those values;
-* ``{value: X}`` fixes it to X (for list-valued fixes).
+* ``{value: X}`` fixes it to X (for list-valued fixes);
+* ``default: X`` beside a range or choices, or alone (``{default: X}`` keeps the distribution),
+  sets the value the baseline trial runs; it must lie in the distribution. The default is not
+  part of the space's fingerprint, so changing it never stops a study from resuming.
 """
 
 from __future__ import annotations
@@ -174,6 +177,28 @@ def _check_range(low: float, high: float, log: bool, step: float | None) -> None
 _RANGE_KEYS = {"low", "high", "log", "step"}
 
 
+def apply_override(param: Param, raw: Any) -> Param:
+    """``param`` with a study-file override applied: its distribution (:func:`parse_override`)
+    and, from a ``default`` key, its baseline value; raises ``ValueError``."""
+    if not isinstance(raw, Mapping) or "default" not in raw:
+        return param.with_dist(parse_override(param, raw))
+    rest = {k: v for k, v in raw.items() if k != "default"}
+    default = raw["default"]
+    if "value" in rest:
+        raise ValueError("a fixed parameter (`value`) has no separate `default`; write "
+                         "the value alone to fix it, or a range or choices with a `default`")
+    dist = parse_override(param, rest) if rest else param.dist
+    if isinstance(dist, FixedDist):
+        raise ValueError(f"{param.name} is fixed to {dist.value!r}; a `default` needs a range "
+                         "or choices to lie in")
+    if isinstance(dist, FloatDist) and _is_number(default):
+        default = float(default)
+    if not dist.contains(default):
+        raise ValueError(f"default {default!r} is not in the distribution "
+                         f"({dist.describe()}); pick a value inside it")
+    return replace(param, dist=dist, default=default)
+
+
 def parse_override(param: Param, raw: Any) -> Distribution:
     """Turn a study-file override of ``param`` into a distribution, or raise ``ValueError``."""
     base = param.dist
@@ -228,7 +253,8 @@ def parse_override(param: Param, raw: Any) -> Distribution:
         return FloatDist(float(low), float(high), log=log, step=raw.get("step"))
     raise ValueError(
         f"cannot read override {dict(raw)!r}; write a value, a list of choices, "
-        "{choices: [...]}, {value: X} or {low: A, high: B[, log: true][, step: S]}"
+        "{choices: [...]}, {value: X} or {low: A, high: B[, log: true][, step: S]}; "
+        "choices and ranges may add `default: X`, the baseline trial's value"
     )
 
 

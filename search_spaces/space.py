@@ -30,7 +30,7 @@ from losstune.search_spaces.params import (
     FloatDist,
     IntDist,
     Param,
-    parse_override,
+    apply_override,
 )
 from losstune.search_spaces.training import (
     EARLIER_TRAIN_SPACES,
@@ -192,9 +192,10 @@ class SearchSpace:
                 order.insert(self._insert_at(order, name), name)
                 continue
             try:
-                dist = parse_override(by_name[name], raw)
+                param = apply_override(by_name[name], raw)
             except ValueError as exc:
                 raise SpaceError(f"space.{name}: {exc}") from None
+            dist = param.dist
             if name == LOSS_NAME:
                 allowed = set(self.losses)
                 values = dist.choices if isinstance(dist, CategoricalDist) else (
@@ -205,7 +206,7 @@ class SearchSpace:
                         f"space.loss.name: {bad} not among loss.choices {sorted(allowed)}; "
                         "the override may only restrict the choice"
                     )
-            new[name] = by_name[name].with_dist(dist)
+            new[name] = param
         return SearchSpace(tuple(new[n] for n in order), self.losses, self.auxiliary,
                            self.head)
 
@@ -233,7 +234,7 @@ class SearchSpace:
                      else FixedDist(None), None if default is inspect.Parameter.empty
                      else default, when, help=f"declared in the study file ({loss}.{arg})")
         try:
-            return stub.with_dist(parse_override(stub, raw))
+            return apply_override(stub, raw)
         except ValueError as exc:
             raise SpaceError(f"space.{name}: {exc}") from None
 

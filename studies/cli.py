@@ -217,8 +217,9 @@ def _skip_exit_collection() -> None:
               help="Parallel workers (Ray launchers; default: the study file's ray.workers).")
 @click.option("--address", default=None, help="Ray cluster address to join (ray launchers).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch threads per trial (overrides train.threads; default: the usable "
-                   "cores shared by the workers).")
+              help="torch threads per trial (overrides train.threads; default: one for a "
+                   "head that gains nothing from threads, else the usable cores shared by "
+                   "the workers).")
 @click.option("--no-progress", is_flag=True, help="Plain per-trial lines instead of a bar.")
 @handle_errors
 def run(study_file: str, storage: str | None, n_trials: int | None, timeout: float | None,

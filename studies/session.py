@@ -48,7 +48,8 @@ def run_study(
 
     ``n_trials`` overrides the file's budget; ``timeout`` (seconds) stops starting new trials
     after that time; ``threads`` overrides ``train.threads`` (torch threads per trial; by
-    default the usable cores shared by the workers). Ctrl-C stops after the current trial.
+    default one for a head that gains nothing from threads, else the usable cores shared by
+    the workers). Ctrl-C stops after the current trial.
     """
     from losstune.studies.launchers import LaunchRequest, get_launcher
     from losstune.studies.progress import StudyProgress, make_console

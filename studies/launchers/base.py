@@ -48,7 +48,9 @@ class LaunchRequest:
         address: the Ray cluster to join (Ray launchers); None starts a local instance.
         echo: where launcher notes for the user go (``run_study``: its console).
         threads: torch threads per trial from ``--threads`` (None: the study file's
-            ``train.threads``, else the usable cores shared by the workers running at once).
+            ``train.threads``, else ``TrialConfig.default_threads``: one for a head that gains
+            nothing from threads, the usable cores shared by the workers running at once for
+            one that does).
     """
 
     spec: StudySpec

@@ -122,6 +122,44 @@ def test_bad_overrides(overrides: dict, message: str) -> None:
         build(overrides=overrides)
 
 
+def test_a_default_sets_the_baseline_without_changing_the_space() -> None:
+    plain = build(overrides={"train.lr": {"low": 1e-3, "high": 1e-1, "log": True}})
+    space = build(overrides={
+        "train.lr": {"low": 1e-3, "high": 1e-1, "log": True, "default": 0.03},
+        "train.batch_size": {"default": 512},              # the default choices kept
+        "train.epochs": {"low": 5, "high": 30, "default": 15},
+        "loss.focal.gamma": {"choices": [0.0, 1.0, 2.0], "default": 1},  # an int for a float
+    })
+    # the default is not part of the space: a study created without it resumes with it
+    assert space.fingerprint() == build(overrides={
+        "train.lr": {"low": 1e-3, "high": 1e-1, "log": True},
+        "train.epochs": {"low": 5, "high": 30},
+        "loss.focal.gamma": {"choices": [0.0, 1.0, 2.0]}}).fingerprint()
+    assert space.get("train.lr").dist == plain.get("train.lr").dist
+    assert space.get("train.batch_size").dist == build().get("train.batch_size").dist
+    base = space.baseline("focal")
+    assert base["train.lr"] == 0.03 and isinstance(base["train.lr"], float)
+    assert base["train.batch_size"] == 512 and base["train.epochs"] == 15
+    assert base["loss.focal.gamma"] == 1
+    assert space.sample(optuna.trial.FixedTrial(base))["train.lr"] == 0.03
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"low": 1e-3, "high": 1e-2, "default": 0.5}, r"default 0.5 is not in the distribution "
+                                                      r"\(float \[0.001, 0.01\] log\)"),
+        ({"default": 100}, "default 100 is not in the distribution"),  # batch_size: 32 ... 512
+        ({"value": 0.01, "default": 0.01}, "a fixed parameter"),
+        ({"choices": [0.01], "default": "high"}, "default 'high' is not in"),
+    ],
+)
+def test_a_default_outside_its_distribution_is_refused(override: dict, message: str) -> None:
+    name = "train.batch_size" if override == {"default": 100} else "train.lr"
+    with pytest.raises(SpaceError, match=f"space.{name}: {message}"):
+        build(overrides={name: override})
+
+
 def test_unknown_loss_in_choices() -> None:
     with pytest.raises(SpaceError, match="Unknown loss 'focl'"):
         SearchSpace.build(losses=["ce", "focl"])
