@@ -150,6 +150,7 @@ class LosstuneRDBStorage(ReportBuffer, RDBStorage):
     def __init__(self, url: str, *, engine_kwargs: dict[str, Any], report_interval: float,
                  durable_commits: bool, **kwargs: Any) -> None:
         backend = url.split("://", 1)[0].split("+", 1)[0]
+        _share_alembic_script()
         with _schema_lock(url, backend):
             try:
                 super().__init__(url, engine_kwargs=engine_kwargs, **kwargs)
@@ -867,6 +868,35 @@ def _schema_lock(url: str, backend: str) -> Iterator[None]:
                         con.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
     finally:
         engine.dispose()
+
+
+_alembic_lock = threading.Lock()
+
+
+def _share_alembic_script() -> None:
+    """Make Optuna build alembic's migration script directory once per process.
+
+    Opening a storage asks for it up to three times (the head revision, the stamp of a new
+    database, the compatibility check), and each time alembic parses every migration file
+    again (about 0.14 s each here). The files do not change while a process runs, and the
+    directory holds no connection, so one is shared. A no-op if Optuna's internals differ.
+    """
+    from optuna.storages._rdb import storage as optuna_rdb
+
+    manager = getattr(optuna_rdb, "_VersionManager", None)
+    build = getattr(manager, "_create_alembic_script", None)
+    if manager is None or build is None or getattr(build, "losstune_shared", False):
+        return
+    shared: list[Any] = []
+
+    def create_alembic_script(self: Any) -> Any:
+        with _alembic_lock:
+            if not shared:
+                shared.append(build(self))
+            return shared[0]
+
+    create_alembic_script.losstune_shared = True  # type: ignore[attr-defined]
+    manager._create_alembic_script = create_alembic_script
 
 
 def _looks_like_schema_race(exc: BaseException) -> bool:

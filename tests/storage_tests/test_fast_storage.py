@@ -323,3 +323,24 @@ def test_stale_trials_are_looked_for_once_per_heartbeat_interval(sqlite_url: str
     time.sleep(1.1)
     storage._get_stale_trial_ids(study._study_id)
     assert len(statements) > looked
+
+
+def test_alembic_scripts_are_parsed_once_and_new_databases_stamped_at_head(tmp_path) -> None:
+    from optuna.storages._rdb.storage import _VersionManager
+
+    from losstune.storage.rdb import _share_alembic_script
+
+    urls = [f"sqlite:///{tmp_path / name}.db" for name in ("a", "b")]
+    storage_pkg.get_storage(urls[0])
+    _share_alembic_script()  # idempotent: a second call does not wrap the wrapper
+    storage_pkg.get_storage(urls[1])
+    first = _VersionManager._create_alembic_script(None)
+    assert _VersionManager._create_alembic_script(None) is first
+    head = first.get_current_head()
+    for url in urls:
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:
+            stamped = conn.execute(sqlalchemy.text("SELECT version_num FROM alembic_version"))
+            assert [row[0] for row in stamped] == [head]
+        engine.dispose()
+        RDBStorage(url)  # Optuna's own compatibility check accepts the database
