@@ -5,6 +5,7 @@ connection pool."""
 
 from __future__ import annotations
 
+import datetime
 import subprocess
 import sys
 import time
@@ -344,3 +345,51 @@ def test_alembic_scripts_are_parsed_once_and_new_databases_stamped_at_head(tmp_p
             assert [row[0] for row in stamped] == [head]
         engine.dispose()
         RDBStorage(url)  # Optuna's own compatibility check accepts the database
+
+
+def _as_datetime(value: object) -> datetime.datetime:
+    """A timestamp as SQLite (text) or a server (datetime) returns it, naive."""
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    assert isinstance(value, datetime.datetime)
+    return value.replace(tzinfo=None)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_heartbeat_is_one_upsert_and_stale_trials_are_still_found(kind: str,
+                                                                    sqlite_url: str) -> None:
+    url = sqlite_url if kind == "sqlite" else require_postgres()
+    name = unique_name("beat")
+    storage = storage_pkg.get_storage(url)
+    with study_cleanup(name, url):
+        study = optuna.create_study(study_name=name, storage=storage)
+        trial = study.ask()
+        statements: list[str] = []
+
+        def on_statement(_con: object, _cur: object, statement: str, *_: object) -> None:
+            statements.append(statement)
+
+        sqlalchemy.event.listen(storage.engine, "after_cursor_execute", on_statement)
+        try:
+            storage.record_heartbeat(trial._trial_id)
+            storage.record_heartbeat(trial._trial_id)  # the row exists now: updated in place
+        finally:
+            sqlalchemy.event.remove(storage.engine, "after_cursor_execute", on_statement)
+        assert len(statements) == 2, statements
+        assert all("trial_heartbeats" in s for s in statements), statements
+        engine = sqlalchemy.create_engine(url)
+        with engine.connect() as conn:  # committed: another connection sees one row
+            rows = conn.execute(sqlalchemy.text(
+                "SELECT heartbeat FROM trial_heartbeats WHERE trial_id = :t"),
+                {"t": trial._trial_id}).all()
+            now = conn.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        engine.dispose()
+        assert len(rows) == 1
+        assert abs((_as_datetime(now) - _as_datetime(rows[0][0])).total_seconds()) < 60
+        # Optuna's stale-trial search reads these rows: a fresh heartbeat is not stale, one
+        # older than the grace period is
+        view = storage.view(heartbeat_interval=1, grace_period=1,
+                            heartbeat_stale_trial_callback=None)
+        assert view._get_stale_trial_ids(study._study_id) == []
+        time.sleep(2.2)
+        assert view._get_stale_trial_ids(study._study_id) == [trial._trial_id]
