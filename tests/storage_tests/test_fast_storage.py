@@ -355,10 +355,14 @@ def _as_datetime(value: object) -> datetime.datetime:
     return value.replace(tzinfo=None)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                  pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_a_heartbeat_is_one_upsert_and_stale_trials_are_still_found(kind: str,
                                                                     sqlite_url: str) -> None:
-    url = sqlite_url if kind == "sqlite" else require_postgres()
+    from tests.storage_tests.servers import require_mysql
+
+    url = {"sqlite": lambda: sqlite_url, "postgres": require_postgres,
+           "mysql": require_mysql}[kind]()
     name = unique_name("beat")
     storage = storage_pkg.get_storage(url)
     with study_cleanup(name, url):
