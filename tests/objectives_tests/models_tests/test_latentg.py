@@ -214,6 +214,29 @@ def test_trial_result_does_not_depend_on_whether_the_teacher_was_cached() -> Non
     assert first.curves["train_loss"] == second.curves["train_loss"]
 
 
+def test_the_teacher_is_cached_per_thread_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial gets the teacher trained with its own thread count, whichever trial or process
+    trained a teacher first (torch's sums, and so a teacher, depend on the thread count)."""
+    calls: list[int] = []
+    real = teacher_mod.train_teacher
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(teacher_mod, "train_teacher", counting)
+    one = _config(params={**SMALL, "teacher_seed": 13})
+    two = one.with_threads(2)
+    first = run_trial(two)
+    run_trial(one)
+    assert calls == [2, 1]  # one teacher per thread count, each trained on its trial's threads
+    cache.clear_memory()
+    again = run_trial(two)  # from disk: the 2-thread teacher, not the latest one
+    assert calls == [2, 1]
+    assert again.value == first.value
+    assert again.curves["train_loss"] == first.curves["train_loss"]
+
+
 def test_latentg_study_runs_end_to_end_with_one_teacher(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
