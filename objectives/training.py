@@ -269,21 +269,14 @@ def _batch_inputs(
     out = {}
     for k, v in inputs.items():
         part = v.index_select(0, idx)  # the rows v[idx], several times faster on CPU
-        if part.dtype == torch.float16:
-            part = part.float()
-        elif part.dtype == torch.int32:  # token ids
-            part = part.long()
-        out[k] = part.to(device)
+        out[k] = part.to(_gathered_dtype(part.dtype)).to(device)
     return out
 
 
-def _gathered_size(dtype: torch.dtype) -> int:
-    """Bytes per element of an input once :func:`_batch_inputs` has gathered it."""
-    if dtype == torch.float16:
-        return 4
-    if dtype == torch.int32:
-        return 8
-    return torch.empty((), dtype=dtype).element_size()
+def _gathered_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype :func:`_batch_inputs` gives a stored input: float16 features as float32,
+    int32 token ids as int64, anything else as it is."""
+    return {torch.float16: torch.float32, torch.int32: torch.int64}.get(dtype, dtype)
 
 
 def with_extra_inputs(
@@ -597,7 +590,8 @@ class EpochStep:
         # Rows are gathered (and moved to the device) a chunk of whole batches at a time, about
         # CHUNK_BYTES of inputs, and the batches are views into it: one copy per chunk instead
         # of one per batch, the same rows in the same order.
-        row_bytes = sum(v[:1].numel() * _gathered_size(v.dtype) for v in self.inputs.values())
+        row_bytes = sum(v[:1].numel() * torch.empty((), dtype=_gathered_dtype(v.dtype))
+                        .element_size() for v in self.inputs.values())
         batches = max(1, CHUNK_BYTES // max(1, row_bytes * self.batch_size))
         self._chunk_rows = batches * self.batch_size
         self._chunk: tuple[Any, ...] = ()
